@@ -1,0 +1,7 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+pub mod fields;
+pub mod labels;
+pub mod quantity;
+pub mod validation;
