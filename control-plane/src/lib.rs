@@ -1,0 +1,9 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+pub mod apiserver;
+pub mod patch;
+pub mod pki;
+pub mod server;
+pub mod store;
+pub mod watch_cache;

@@ -1,0 +1,77 @@
+//! `bramble`: the control plane binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bramble_control_plane::server::{run, ServerConfig};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "bramble", version, about = "Bramble: a WebAssembly-native orchestrator for small boards, driven with kubectl")]
+struct Cli {
+    /// Log filter (tracing's EnvFilter syntax, e.g. "info" or "bramble_control_plane=debug").
+    #[arg(long, env = "BRAMBLE_LOG", default_value = "info", global = true)]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane: the Kubernetes API over HTTPS on an embedded store.
+    Server {
+        /// Directory for the store, the PKI and kubeconfig.yaml.
+        #[arg(long, env = "BRAMBLE_DATA_DIR", default_value = "/var/lib/bramble")]
+        data_dir: PathBuf,
+        /// Address and port to listen on.
+        #[arg(long, env = "BRAMBLE_LISTEN", default_value = "0.0.0.0:6443")]
+        listen: SocketAddr,
+        /// Extra DNS names or IP addresses for the serving certificate (repeatable).
+        #[arg(long = "tls-san", env = "BRAMBLE_TLS_SAN", value_delimiter = ',')]
+        tls_san: Vec<String>,
+        /// How many recent changes are kept for resuming watches.
+        #[arg(long, env = "BRAMBLE_WATCH_HISTORY", default_value_t = 10_000)]
+        watch_history: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    // Boards have 1-4 cores; two workers keep the API responsive without idle threads.
+    let workers = std::thread::available_parallelism().map(|n| n.get().min(4)).unwrap_or(2);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let signals = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down (send the signal again to force)");
+            signals.cancel();
+            wait_for_signal().await;
+            std::process::exit(130);
+        });
+        match cli.command {
+            Command::Server { data_dir, listen, tls_san, watch_history } => {
+                let config = ServerConfig { data_dir, listen, tls_sans: tls_san, watch_history };
+                run(config, shutdown, None).await
+            }
+        }
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,97 @@
+//! `bramble server`: opens the store, loads the PKI, fills the watch cache and serves the API
+//! until the shutdown token fires.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::apiserver::auth::{Identity, TokenAuthenticator};
+use crate::apiserver::{openapi, tls_config, ApiServer};
+use crate::pki::{Pki, ADMIN_GROUP, ADMIN_USER};
+use crate::store::sqlite::SqliteStore;
+use crate::store::Store;
+use crate::watch_cache::WatchCache;
+
+/// What the server needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where the store, PKI and kubeconfig live.
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Extra names and addresses for the serving certificate.
+    pub tls_sans: Vec<String>,
+    /// Changes kept in memory for resuming watches.
+    pub watch_history: usize,
+}
+
+/// Called once the server listens, with the address it got (the port may have been 0).
+pub type OnReady = Box<dyn FnOnce(SocketAddr) + Send>;
+
+/// Runs the control plane until `shutdown` is cancelled.
+pub async fn run(config: ServerConfig, shutdown: CancellationToken, on_ready: Option<OnReady>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let local = listener.local_addr()?;
+
+    let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    if let Some(host) = hostname() {
+        sans.push(host);
+    }
+    if !config.listen.ip().is_unspecified() && !config.listen.ip().is_loopback() {
+        sans.push(config.listen.ip().to_string());
+    }
+    sans.extend(config.tls_sans.iter().cloned());
+    sans.dedup();
+    let pki = Pki::load_or_create(&config.data_dir, &sans)?;
+    let host = if config.listen.ip().is_unspecified() { "127.0.0.1".to_string() } else { config.listen.ip().to_string() };
+    let server_url = if host.contains(':') { format!("https://[{host}]:{}", local.port()) } else { format!("https://{host}:{}", local.port()) };
+    let kubeconfig = config.data_dir.join("kubeconfig.yaml");
+    pki.write_kubeconfig(&kubeconfig, &server_url)?;
+
+    let store_path = config.data_dir.join("store.db");
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&store_path).with_context(|| format!("cannot open the store at {}", store_path.display()))?,
+    );
+    let cache = WatchCache::new(config.watch_history);
+    let feeder = tokio::spawn(cache.clone().feed(store.clone(), shutdown.clone()));
+
+    let mut tokens = TokenAuthenticator::default();
+    tokens.insert(pki.admin_token.clone(), Identity { user: ADMIN_USER.into(), groups: vec![ADMIN_GROUP.into()] });
+    let api = Arc::new(ApiServer {
+        store,
+        cache,
+        tokens,
+        openapi: openapi::build().context("cannot build the OpenAPI documents")?,
+        advertise: format!("{host}:{}", local.port()),
+        shutdown: shutdown.clone(),
+        namespace_work: tokio::sync::Notify::new(),
+    });
+    api.ensure_system_namespaces().await.map_err(|e| anyhow::anyhow!("cannot create the system namespaces: {e}"))?;
+    let cleaner = tokio::spawn(api.clone().run_namespace_cleaner());
+
+    let tls = tls_config(&pki.ca_pem, &pki.server_cert_pem, &pki.server_key_pem)?;
+    tracing::info!(address = %local, kubeconfig = %kubeconfig.display(), "API server listening");
+    if let Some(ready) = on_ready {
+        ready(local);
+    }
+    let served = api.clone().serve(listener, tls).await;
+    shutdown.cancel();
+    let _ = cleaner.await;
+    let _ = feeder.await;
+    served
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+}
