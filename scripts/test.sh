@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test of Bramble on a fresh Debian machine with the Rust toolchain: installs what the
+# tests need when it is missing, builds the workspace once, then runs unit, integration and
+# end-to-end tests (the real kubectl against a real `bramble server`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v kubectl >/dev/null 2>&1 || need_apt+=(kubectl)
+command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing ${need_apt[*]} with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}"
+fi
+# The dispatcher in /usr/bin/kubectl runs the kubectl matching the server's minor version; make
+# sure 1.32 is there (the test of `kubectl version` checks that it is really used).
+kubectl version --client -o json >/dev/null
+
+export CARGO_TERM_COLOR=never
+# One build for everything: the binaries the end-to-end tests start and all test targets.
+cargo build --workspace --bins --tests --locked
+cargo test --workspace --locked -- --test-threads "${BRAMBLE_TEST_THREADS:-2}"
