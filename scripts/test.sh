@@ -21,4 +21,11 @@ kubectl version --client -o json >/dev/null
 export CARGO_TERM_COLOR=never
 # One build for everything: the binaries the end-to-end tests start and all test targets.
 cargo build --workspace --bins --tests --locked
-cargo test --workspace --locked -- --test-threads "${BRAMBLE_TEST_THREADS:-2}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --locked -- --test-threads "${BRAMBLE_TEST_THREADS:-2}" 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run (cargo prints one per test binary, the last being the
+# doc-tests').
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

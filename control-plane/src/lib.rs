@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod apiserver;
+pub mod controllers;
 pub mod patch;
 pub mod pki;
 pub mod server;

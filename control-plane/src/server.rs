@@ -76,6 +76,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken, on_ready: Op
     });
     api.ensure_system_namespaces().await.map_err(|e| anyhow::anyhow!("cannot create the system namespaces: {e}"))?;
     let cleaner = tokio::spawn(api.clone().run_namespace_cleaner());
+    let collector = tokio::spawn(crate::controllers::garbage_collector::run(api.clone()));
 
     let tls = tls_config(&pki.ca_pem, &pki.server_cert_pem, &pki.server_key_pem)?;
     tracing::info!(address = %local, kubeconfig = %kubeconfig.display(), "API server listening");
@@ -85,6 +86,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken, on_ready: Op
     let served = api.clone().serve(listener, tls).await;
     shutdown.cancel();
     let _ = cleaner.await;
+    let _ = collector.await;
     let _ = feeder.await;
     served
 }

@@ -83,7 +83,7 @@ impl ApiServer {
 
     /// Deletes one object; returns its last state and whether it is gone (false while
     /// finalizers or a graceful stop are pending).
-    pub(super) async fn delete_object(&self, resource: &'static Resource, namespace: Option<&str>, name: &str, opts: &DeleteOptions, dry_run: bool) -> Result<(Value, bool), ApiError> {
+    pub async fn delete_object(&self, resource: &'static Resource, namespace: Option<&str>, name: &str, opts: &DeleteOptions, dry_run: bool) -> Result<(Value, bool), ApiError> {
         let key = objects::key(resource, namespace, name);
         for _ in 0..16 {
             let Some(kv) = self.store.get(&key).await.map_err(store_error)? else {

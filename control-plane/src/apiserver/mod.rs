@@ -5,6 +5,7 @@
 //! caught up with the store, so a client always reads its own writes.
 
 pub mod auth;
+pub mod delete;
 pub mod discovery;
 pub mod http;
 pub mod objects;
@@ -22,7 +23,6 @@ mod reviews;
 mod subresources;
 mod watch;
 mod write;
-mod delete;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -48,6 +48,19 @@ fn manager(ctx: &Ctx) -> Result<String, ApiError> {
 }
 
 impl Ctx {
+    /// The context of a write the control plane makes on its own behalf.
+    pub fn internal(manager: &str) -> Ctx {
+        Ctx {
+            identity: super::auth::Identity { user: format!("system:{manager}"), groups: vec![crate::pki::ADMIN_GROUP.into()] },
+            method: http::Method::PATCH,
+            query: super::request::Query::parse(Some(&format!("fieldManager={manager}"))),
+            accept: None,
+            content_type: None,
+            user_agent: None,
+            output: super::http::Output::Json,
+        }
+    }
+
     /// The program part of the User-Agent (`kubectl` from `kubectl/v1.32.4 (linux/amd64) …`),
     /// which Kubernetes uses as the default field manager.
     pub fn user_agent_program(&self) -> String {
@@ -235,6 +248,22 @@ impl ApiServer {
                 .map_err(|e| apply_error(r.resource, &name, e))
         })
         .await
+    }
+
+    /// An update made by the control plane itself (controllers), recorded under `manager`.
+    pub async fn internal_update<F>(&self, resource: &'static Resource, namespace: Option<&str>, name: &str, manager: &str, mut mutate: F) -> Result<Value, ApiError>
+    where
+        F: FnMut(&Value) -> Result<Value, ApiError>,
+    {
+        let request = ResourceRequest { resource, namespace: namespace.map(str::to_string), name: Some(name.to_string()), subresource: None };
+        let ctx = Ctx::internal(manager);
+        let written = self
+            .update_object(&request, &ctx, None, |current| match current {
+                Some(c) => mutate(c),
+                None => Err(ApiError::not_found(resource, name)),
+            })
+            .await?;
+        Ok(written.object)
     }
 
     /// Updates an object through `mutate`, which gets the current object and returns the new one.
