@@ -19,6 +19,8 @@ fi
 kubectl version --client -o json >/dev/null
 
 export CARGO_TERM_COLOR=never
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 # One build for everything: the binaries the end-to-end tests start and all test targets.
 cargo build --workspace --bins --tests --locked
 log=$(mktemp)

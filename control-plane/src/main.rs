@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "bramble", version, about = "Bramble: a WebAssembly-native orchestrator for small boards, driven with kubectl")]
+#[command(
+    name = "bramble",
+    version,
+    about = "Bramble: a WebAssembly-native orchestrator for small boards, driven with kubectl"
+)]
 struct Cli {
     /// Log filter (tracing's EnvFilter syntax, e.g. "info" or "bramble_control_plane=debug").
     #[arg(long, env = "BRAMBLE_LOG", default_value = "info", global = true)]
@@ -39,12 +43,20 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     // Boards have 1-4 cores; two workers keep the API responsive without idle threads.
-    let workers = std::thread::available_parallelism().map(|n| n.get().min(4)).unwrap_or(2);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()?;
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get().min(4))
+        .unwrap_or(2);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         let signals = shutdown.clone();
@@ -56,8 +68,18 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(130);
         });
         match cli.command {
-            Command::Server { data_dir, listen, tls_san, watch_history } => {
-                let config = ServerConfig { data_dir, listen, tls_sans: tls_san, watch_history };
+            Command::Server {
+                data_dir,
+                listen,
+                tls_san,
+                watch_history,
+            } => {
+                let config = ServerConfig {
+                    data_dir,
+                    listen,
+                    tls_sans: tls_san,
+                    watch_history,
+                };
                 run(config, shutdown, None).await
             }
         }

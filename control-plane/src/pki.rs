@@ -72,12 +72,19 @@ impl Pki {
     /// IP addresses the serving certificate must carry.
     pub fn load_or_create(data_dir: &Path, sans: &[String]) -> Result<Pki, PkiError> {
         let dir = data_dir.join("pki");
-        fs::create_dir_all(&dir).map_err(|source| PkiError::Io { path: dir.clone(), source })?;
+        fs::create_dir_all(&dir).map_err(|source| PkiError::Io {
+            path: dir.clone(),
+            source,
+        })?;
 
-        let (ca_pem, ca_key) = match (read_opt(&dir.join("ca.crt"))?, read_opt(&dir.join("ca.key"))?) {
+        let (ca_pem, ca_key) = match (
+            read_opt(&dir.join("ca.crt"))?,
+            read_opt(&dir.join("ca.key"))?,
+        ) {
             (Some(cert), Some(key)) => (cert, parse_key(&dir.join("ca.key"), &key)?),
             _ => {
-                let key = KeyPair::generate().map_err(|source| PkiError::Cert { what: "ca", source })?;
+                let key =
+                    KeyPair::generate().map_err(|source| PkiError::Cert { what: "ca", source })?;
                 let mut params = CertificateParams::default();
                 params.distinguished_name = dn("bramble-ca", None);
                 params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -109,7 +116,10 @@ impl Pki {
 
         let sans_line = sans.join(",");
         let sans_path = dir.join("server.sans");
-        let server = (read_opt(&dir.join("server.crt"))?, read_opt(&dir.join("server.key"))?);
+        let server = (
+            read_opt(&dir.join("server.crt"))?,
+            read_opt(&dir.join("server.key"))?,
+        );
         match (server, read_opt(&sans_path)?) {
             ((Some(cert), Some(key)), Some(saved)) if saved == sans_line => {
                 pki.server_cert_pem = cert;
@@ -125,7 +135,10 @@ impl Pki {
             }
         }
 
-        match (read_opt(&dir.join("admin.crt"))?, read_opt(&dir.join("admin.key"))?) {
+        match (
+            read_opt(&dir.join("admin.crt"))?,
+            read_opt(&dir.join("admin.key"))?,
+        ) {
             (Some(cert), Some(key)) => {
                 pki.admin_cert_pem = cert;
                 pki.admin_key_pem = key;
@@ -162,7 +175,10 @@ impl Pki {
     }
 
     fn issue_server(&self, sans: &[String]) -> Result<(String, String), PkiError> {
-        let key = KeyPair::generate().map_err(|source| PkiError::Cert { what: "server", source })?;
+        let key = KeyPair::generate().map_err(|source| PkiError::Cert {
+            what: "server",
+            source,
+        })?;
         let mut params = CertificateParams::default();
         params.distinguished_name = dn("bramble-apiserver", None);
         params.subject_alt_names = sans
@@ -173,25 +189,45 @@ impl Pki {
             })
             .collect();
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         (params.not_before, params.not_after) = validity(3650);
         let cert = params
             .signed_by(&key, &self.issuer()?)
-            .map_err(|source| PkiError::Cert { what: "server", source })?;
+            .map_err(|source| PkiError::Cert {
+                what: "server",
+                source,
+            })?;
         Ok((cert.pem(), key.serialize_pem()))
     }
 
     /// Issues a client certificate for `user` in `groups` (CN and O, as Kubernetes reads them).
-    pub fn issue_client(&self, user: &str, groups: &[&str], days: i64) -> Result<(String, String), PkiError> {
-        let key = KeyPair::generate().map_err(|source| PkiError::Cert { what: "client", source })?;
+    pub fn issue_client(
+        &self,
+        user: &str,
+        groups: &[&str],
+        days: i64,
+    ) -> Result<(String, String), PkiError> {
+        let key = KeyPair::generate().map_err(|source| PkiError::Cert {
+            what: "client",
+            source,
+        })?;
         let mut params = CertificateParams::default();
         params.distinguished_name = dn(user, Some(groups));
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         (params.not_before, params.not_after) = validity(days);
         let cert = params
             .signed_by(&key, &self.issuer()?)
-            .map_err(|source| PkiError::Cert { what: "client", source })?;
+            .map_err(|source| PkiError::Cert {
+                what: "client",
+                source,
+            })?;
         Ok((cert.pem(), key.serialize_pem()))
     }
 
@@ -222,14 +258,20 @@ fn dn(common_name: &str, orgs: Option<&[&str]>) -> DistinguishedName {
 }
 
 fn parse_key(path: &Path, pem: &str) -> Result<KeyPair, PkiError> {
-    KeyPair::from_pem(pem).map_err(|_| PkiError::Pem { path: path.to_path_buf(), what: "private key" })
+    KeyPair::from_pem(pem).map_err(|_| PkiError::Pem {
+        path: path.to_path_buf(),
+        what: "private key",
+    })
 }
 
 fn read_opt(path: &Path) -> Result<Option<String>, PkiError> {
     match fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(PkiError::Io { path: path.to_path_buf(), source }),
+        Err(source) => Err(PkiError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -244,7 +286,10 @@ fn write_secret(path: &Path, contents: &str) -> Result<(), PkiError> {
 /// Writes through a temporary file and a rename, so a crash never leaves half a key behind.
 fn write_with_mode(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| PkiError::Io { path: path.to_path_buf(), source };
+    let io = |source| PkiError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let tmp = path.with_extension("tmp");
     let mut file = fs::OpenOptions::new()
         .write(true)
@@ -269,5 +314,8 @@ pub fn random_token() -> String {
 /// machines do not reject a fresh certificate, and lasting `days`.
 fn validity(days: i64) -> (time::OffsetDateTime, time::OffsetDateTime) {
     let now = time::OffsetDateTime::now_utc();
-    (now - time::Duration::days(1), now + time::Duration::days(days))
+    (
+        now - time::Duration::days(1),
+        now + time::Duration::days(days),
+    )
 }

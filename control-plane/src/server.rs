@@ -33,15 +33,27 @@ pub struct ServerConfig {
 pub type OnReady = Box<dyn FnOnce(SocketAddr) + Send>;
 
 /// Runs the control plane until `shutdown` is cancelled.
-pub async fn run(config: ServerConfig, shutdown: CancellationToken, on_ready: Option<OnReady>) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+pub async fn run(
+    config: ServerConfig,
+    shutdown: CancellationToken,
+    on_ready: Option<OnReady>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
 
-    let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let mut sans = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     if let Some(host) = hostname() {
         sans.push(host);
     }
@@ -51,20 +63,35 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken, on_ready: Op
     sans.extend(config.tls_sans.iter().cloned());
     sans.dedup();
     let pki = Pki::load_or_create(&config.data_dir, &sans)?;
-    let host = if config.listen.ip().is_unspecified() { "127.0.0.1".to_string() } else { config.listen.ip().to_string() };
-    let server_url = if host.contains(':') { format!("https://[{host}]:{}", local.port()) } else { format!("https://{host}:{}", local.port()) };
+    let host = if config.listen.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        config.listen.ip().to_string()
+    };
+    let server_url = if host.contains(':') {
+        format!("https://[{host}]:{}", local.port())
+    } else {
+        format!("https://{host}:{}", local.port())
+    };
     let kubeconfig = config.data_dir.join("kubeconfig.yaml");
     pki.write_kubeconfig(&kubeconfig, &server_url)?;
 
     let store_path = config.data_dir.join("store.db");
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&store_path).with_context(|| format!("cannot open the store at {}", store_path.display()))?,
+        SqliteStore::open(&store_path)
+            .with_context(|| format!("cannot open the store at {}", store_path.display()))?,
     );
     let cache = WatchCache::new(config.watch_history);
     let feeder = tokio::spawn(cache.clone().feed(store.clone(), shutdown.clone()));
 
     let mut tokens = TokenAuthenticator::default();
-    tokens.insert(pki.admin_token.clone(), Identity { user: ADMIN_USER.into(), groups: vec![ADMIN_GROUP.into()] });
+    tokens.insert(
+        pki.admin_token.clone(),
+        Identity {
+            user: ADMIN_USER.into(),
+            groups: vec![ADMIN_GROUP.into()],
+        },
+    );
     let api = Arc::new(ApiServer {
         store,
         cache,
@@ -74,7 +101,9 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken, on_ready: Op
         shutdown: shutdown.clone(),
         namespace_work: tokio::sync::Notify::new(),
     });
-    api.ensure_system_namespaces().await.map_err(|e| anyhow::anyhow!("cannot create the system namespaces: {e}"))?;
+    api.ensure_system_namespaces()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create the system namespaces: {e}"))?;
     let cleaner = tokio::spawn(api.clone().run_namespace_cleaner());
     let collector = tokio::spawn(crate::controllers::garbage_collector::run(api.clone()));
 

@@ -122,11 +122,15 @@ impl WatchCache {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
         // A poisoned lock only means a panic elsewhere mid-update; the map itself is still
         // consistent per entry, and refusing every request forever would be worse.
-        self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The revision the cache has caught up to.
@@ -159,13 +163,25 @@ impl WatchCache {
     }
 
     /// Keys and objects under `prefix` starting after `after_key` (for paged lists).
-    pub fn list_after(&self, prefix: &str, after_key: &str, limit: usize) -> (Vec<(String, Arc<Value>)>, bool, Revision) {
+    pub fn list_after(
+        &self,
+        prefix: &str,
+        after_key: &str,
+        limit: usize,
+    ) -> (Vec<(String, Arc<Value>)>, bool, Revision) {
         let state = self.read();
         let mut iter = state
             .objects
-            .range::<str, _>((std::ops::Bound::Excluded(after_key), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Excluded(after_key),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(|(k, _)| k.starts_with(prefix));
-        let page: Vec<(String, Arc<Value>)> = iter.by_ref().take(limit).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let page: Vec<(String, Arc<Value>)> = iter
+            .by_ref()
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let more = iter.next().is_some();
         (page, more, state.revision)
     }
@@ -193,7 +209,10 @@ impl WatchCache {
                 .collect(),
             WatchStart::After(after) => {
                 if after < state.oldest {
-                    return Err(TooOld { asked: after, oldest: state.oldest });
+                    return Err(TooOld {
+                        asked: after,
+                        oldest: state.oldest,
+                    });
                 }
                 state
                     .history
@@ -203,7 +222,11 @@ impl WatchCache {
                     .collect()
             }
         };
-        Ok(CacheWatch { initial, live, revision: state.revision })
+        Ok(CacheWatch {
+            initial,
+            live,
+            revision: state.revision,
+        })
     }
 
     /// Replaces the whole content after a (re)list of the store, publishing the differences so
@@ -220,14 +243,26 @@ impl WatchCache {
         for (key, obj) in &fresh {
             match state.objects.get(key) {
                 Some(old) if object_revision(old) == object_revision(obj) => {}
-                Some(old) => changes.push(change(ChangeKind::Modified, key, obj.clone(), Some(old.clone()), revision)),
+                Some(old) => changes.push(change(
+                    ChangeKind::Modified,
+                    key,
+                    obj.clone(),
+                    Some(old.clone()),
+                    revision,
+                )),
                 None => changes.push(change(ChangeKind::Added, key, obj.clone(), None, revision)),
             }
         }
         for (key, old) in &state.objects {
             if !fresh.contains_key(key) {
                 let gone = Arc::new(with_revision((**old).clone(), revision));
-                changes.push(change(ChangeKind::Deleted, key, gone, Some(old.clone()), revision));
+                changes.push(change(
+                    ChangeKind::Deleted,
+                    key,
+                    gone,
+                    Some(old.clone()),
+                    revision,
+                ));
             }
         }
         state.objects = fresh;
@@ -260,7 +295,11 @@ impl WatchCache {
                 };
                 let obj = Arc::new(obj);
                 state.objects.insert(key.clone(), obj.clone());
-                let kind = if previous.is_some() { ChangeKind::Modified } else { ChangeKind::Added };
+                let kind = if previous.is_some() {
+                    ChangeKind::Modified
+                } else {
+                    ChangeKind::Added
+                };
                 change(kind, &key, obj, previous, revision)
             }
             EventKind::Delete => {
@@ -330,8 +369,20 @@ impl WatchCache {
     }
 }
 
-fn change(kind: ChangeKind, key: &str, object: Arc<Value>, previous: Option<Arc<Value>>, revision: Revision) -> Arc<Change> {
-    Arc::new(Change { kind, key: key.to_string(), object, previous, revision })
+fn change(
+    kind: ChangeKind,
+    key: &str,
+    object: Arc<Value>,
+    previous: Option<Arc<Value>>,
+    revision: Revision,
+) -> Arc<Change> {
+    Arc::new(Change {
+        kind,
+        key: key.to_string(),
+        object,
+        previous,
+        revision,
+    })
 }
 
 /// Parses a stored object and stamps its resourceVersion (the store revision is the
@@ -343,7 +394,10 @@ fn decode(bytes: &[u8], revision: Revision) -> Option<Value> {
 
 fn with_revision(mut value: Value, revision: Revision) -> Value {
     if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
     }
     value
 }
@@ -373,7 +427,11 @@ mod tests {
     }
 
     fn put(key: &str, rev: Revision) -> Event {
-        Event { kind: EventKind::Put, kv: kv(key, rev, "x"), prev_kv: None }
+        Event {
+            kind: EventKind::Put,
+            kv: kv(key, rev, "x"),
+            prev_kv: None,
+        }
     }
 
     #[test]
@@ -384,11 +442,18 @@ mod tests {
             cache.apply(put(&format!("/registry/a/{rev}"), rev));
         }
         // history keeps revisions 4, 5, 6; a watch may start after 3 or later.
-        let w = cache.watch("/registry/a/", WatchStart::After(3)).map_err(|e| e.to_string());
-        let revs: Vec<Revision> = w.map(|w| w.initial.iter().map(|c| c.revision).collect()).unwrap_or_default();
+        let w = cache
+            .watch("/registry/a/", WatchStart::After(3))
+            .map_err(|e| e.to_string());
+        let revs: Vec<Revision> = w
+            .map(|w| w.initial.iter().map(|c| c.revision).collect())
+            .unwrap_or_default();
         assert_eq!(revs, vec![4, 5, 6]);
         assert!(cache.watch("/registry/a/", WatchStart::After(1)).is_err());
-        let now = cache.watch("/registry/a/", WatchStart::Now).map(|w| w.initial.len()).unwrap_or(0);
+        let now = cache
+            .watch("/registry/a/", WatchStart::Now)
+            .map(|w| w.initial.len())
+            .unwrap_or(0);
         assert_eq!(now, 6);
     }
 
@@ -396,8 +461,19 @@ mod tests {
     fn deletes_carry_the_last_state_at_the_delete_revision() {
         let cache = WatchCache::new(10);
         cache.reset(vec![kv("/registry/a/x", 1, "x")], 1);
-        let mut w = cache.watch("/registry/a/", WatchStart::After(1)).map_err(|e| e.to_string()).unwrap_or_else(|e| panic!("{e}"));
-        cache.apply(Event { kind: EventKind::Delete, kv: KeyValue { value: Bytes::new(), mod_revision: 2, ..kv("/registry/a/x", 2, "") }, prev_kv: None });
+        let mut w = cache
+            .watch("/registry/a/", WatchStart::After(1))
+            .map_err(|e| e.to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
+        cache.apply(Event {
+            kind: EventKind::Delete,
+            kv: KeyValue {
+                value: Bytes::new(),
+                mod_revision: 2,
+                ..kv("/registry/a/x", 2, "")
+            },
+            prev_kv: None,
+        });
         let c = w.live.try_recv().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.kind, ChangeKind::Deleted);
         assert_eq!(c.object["metadata"]["name"], "x");
@@ -408,14 +484,29 @@ mod tests {
     #[test]
     fn reset_publishes_differences() {
         let cache = WatchCache::new(10);
-        cache.reset(vec![kv("/registry/a/x", 1, "x"), kv("/registry/a/y", 1, "y")], 1);
-        let mut w = cache.watch("/registry/", WatchStart::After(1)).map_err(|e| e.to_string()).unwrap_or_else(|e| panic!("{e}"));
-        cache.reset(vec![kv("/registry/a/x", 1, "x"), kv("/registry/a/z", 5, "z")], 5);
+        cache.reset(
+            vec![kv("/registry/a/x", 1, "x"), kv("/registry/a/y", 1, "y")],
+            1,
+        );
+        let mut w = cache
+            .watch("/registry/", WatchStart::After(1))
+            .map_err(|e| e.to_string())
+            .unwrap_or_else(|e| panic!("{e}"));
+        cache.reset(
+            vec![kv("/registry/a/x", 1, "x"), kv("/registry/a/z", 5, "z")],
+            5,
+        );
         let mut kinds = vec![];
         while let Ok(c) = w.live.try_recv() {
             kinds.push((c.kind, c.key.clone()));
         }
-        assert_eq!(kinds, vec![(ChangeKind::Added, "/registry/a/z".to_string()), (ChangeKind::Deleted, "/registry/a/y".to_string())]);
+        assert_eq!(
+            kinds,
+            vec![
+                (ChangeKind::Added, "/registry/a/z".to_string()),
+                (ChangeKind::Deleted, "/registry/a/y".to_string())
+            ]
+        );
         let (page, more, _) = cache.list_after("/registry/a/", "/registry/a/x", 10);
         assert_eq!(page.len(), 1);
         assert!(!more);

@@ -14,14 +14,22 @@ pub mod kube_client;
 
 /// Path of a binary built by this workspace (the test command builds them before the tests).
 pub fn workspace_binary(name: &str) -> Result<PathBuf> {
-    if let Ok(p) = std::env::var(format!("BRAMBLE_BIN_{}", name.replace('-', "_").to_uppercase())) {
+    if let Ok(p) = std::env::var(format!(
+        "BRAMBLE_BIN_{}",
+        name.replace('-', "_").to_uppercase()
+    )) {
         return Ok(PathBuf::from(p));
     }
     // Test binaries live in target/<profile>/deps/, bench binaries in target/<profile>/; the
     // workspace's binaries sit in target/<profile>/.
     let exe = std::env::current_exe()?;
-    let dir = exe.parent().context("cannot locate the target directory from the running binary")?;
-    for candidate in [dir.join(name), dir.parent().map(|p| p.join(name)).unwrap_or_default()] {
+    let dir = exe
+        .parent()
+        .context("cannot locate the target directory from the running binary")?;
+    for candidate in [
+        dir.join(name),
+        dir.parent().map(|p| p.join(name)).unwrap_or_default(),
+    ] {
         if candidate.is_file() {
             return Ok(candidate);
         }
@@ -31,7 +39,9 @@ pub fn workspace_binary(name: &str) -> Result<PathBuf> {
 
 /// Fails with a clear message when kubectl v1.32 is not on PATH (never skips).
 pub fn require_kubectl() -> Result<()> {
-    let out = Command::new("kubectl").args(["version", "--client", "-o", "json"]).output();
+    let out = Command::new("kubectl")
+        .args(["version", "--client", "-o", "json"])
+        .output();
     match out {
         Ok(o) if o.status.success() => Ok(()),
         _ => bail!("kubectl is not on PATH: the end-to-end tests need the real kubectl 1.32 (the test command installs it)"),
@@ -54,7 +64,11 @@ impl Cluster {
     pub fn start() -> Result<Cluster> {
         require_kubectl()?;
         let dir = tempfile::Builder::new().prefix("bramble-e2e-").tempdir()?;
-        let mut cluster = Cluster { dir, port: free_port()?, child: None };
+        let mut cluster = Cluster {
+            dir,
+            port: free_port()?,
+            child: None,
+        };
         cluster.spawn()?;
         Ok(cluster)
     }
@@ -80,7 +94,10 @@ impl Cluster {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))?;
         let child = Command::new(workspace_binary("bramble")?)
             .args(["server", "--data-dir"])
             .arg(self.data_dir())
@@ -99,20 +116,30 @@ impl Cluster {
         loop {
             if let Some(child) = self.child.as_mut() {
                 if let Some(status) = child.try_wait()? {
-                    bail!("bramble server exited early ({status}); log:\n{}", self.server_log());
+                    bail!(
+                        "bramble server exited early ({status}); log:\n{}",
+                        self.server_log()
+                    );
                 }
             }
             if self.kubeconfig().exists() {
                 let out = self.kubectl(&["get", "--raw", "/readyz"])?;
                 if out.status.success() {
                     // The namespaces exist once the server serves resources.
-                    if self.kubectl(&["get", "ns", "default", "-o", "name"])?.status.success() {
+                    if self
+                        .kubectl(&["get", "ns", "default", "-o", "name"])?
+                        .status
+                        .success()
+                    {
                         return Ok(());
                     }
                 }
             }
             if Instant::now() > deadline {
-                bail!("bramble server did not become ready in 30s; log:\n{}", self.server_log());
+                bail!(
+                    "bramble server did not become ready in 30s; log:\n{}",
+                    self.server_log()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -126,7 +153,10 @@ impl Cluster {
     /// Stops the server with SIGTERM and waits for it.
     pub fn stop(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(15);
             while child.try_wait()?.is_none() {
                 if Instant::now() > deadline {
@@ -194,18 +224,36 @@ impl Cluster {
     pub fn kubectl_err(&self, args: &[&str]) -> Result<String> {
         let out = self.kubectl(args)?;
         if out.status.success() {
-            bail!("kubectl {} succeeded but should have failed: {}", args.join(" "), String::from_utf8_lossy(&out.stdout));
+            bail!(
+                "kubectl {} succeeded but should have failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout)
+            );
         }
         Ok(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 
     /// Runs `kubectl apply -f -` (or any command reading stdin) with `input`.
     pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Result<String> {
-        let mut child = self.kubectl_command(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-        child.stdin.take().context("no stdin")?.write_all(input.as_bytes())?;
+        let mut child = self
+            .kubectl_command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .context("no stdin")?
+            .write_all(input.as_bytes())?;
         let out = child.wait_with_output()?;
         if !out.status.success() {
-            bail!("kubectl {} failed: {}{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "kubectl {} failed: {}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }

@@ -5,8 +5,18 @@ use bramble_tests::{kube_client, Cluster};
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-async fn send(client: &kube::Client, method: &str, path: &str, content_type: &str, body: Vec<u8>) -> Result<(u16, Value)> {
-    let req = http::Request::builder().method(method).uri(path).header("Content-Type", content_type).body(kube::client::Body::from(body))?;
+async fn send(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<(u16, Value)> {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Content-Type", content_type)
+        .body(kube::client::Body::from(body))?;
     let resp = client.send(req).await?;
     let code = resp.status().as_u16();
     let bytes = resp.into_body().collect().await?.to_bytes();
@@ -17,7 +27,9 @@ async fn send(client: &kube::Client, method: &str, path: &str, content_type: &st
 #[test]
 fn malformed_requests_are_refused_and_change_nothing() -> Result<()> {
     let c = Cluster::start()?;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let client = kube_client::client(&c).await?;
         let cms = "/api/v1/namespaces/default/configmaps";

@@ -13,8 +13,23 @@ use kube::api::{Api, PostParams};
 fn restart_reads_everything_back() -> Result<()> {
     let mut c = Cluster::start()?;
     c.kubectl_ok(&["create", "ns", "keep"])?;
-    c.kubectl_ok(&["-n", "keep", "create", "deployment", "d", "--image=nginx:1.27", "--replicas=3"])?;
-    c.kubectl_ok(&["-n", "keep", "create", "configmap", "cfg", "--from-literal=k=v"])?;
+    c.kubectl_ok(&[
+        "-n",
+        "keep",
+        "create",
+        "deployment",
+        "d",
+        "--image=nginx:1.27",
+        "--replicas=3",
+    ])?;
+    c.kubectl_ok(&[
+        "-n",
+        "keep",
+        "create",
+        "configmap",
+        "cfg",
+        "--from-literal=k=v",
+    ])?;
     let before = c.get_json(&["-n", "keep", "deploy", "d"])?;
     c.restart()?;
     let after = c.get_json(&["-n", "keep", "deploy", "d"])?;
@@ -23,15 +38,26 @@ fn restart_reads_everything_back() -> Result<()> {
     // Writes after the restart continue from the stored revision.
     c.kubectl_ok(&["-n", "keep", "label", "deploy", "d", "x=y"])?;
     let relabelled = c.get_json(&["-n", "keep", "deploy", "d"])?;
-    let rv = |v: &serde_json::Value| v["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
-    ensure!(rv(&relabelled) > rv(&after), "resourceVersion went backwards after restart");
+    let rv = |v: &serde_json::Value| {
+        v["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|s| s.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    ensure!(
+        rv(&relabelled) > rv(&after),
+        "resourceVersion went backwards after restart"
+    );
     Ok(())
 }
 
 #[test]
 fn kill_9_during_a_burst_of_writes_loses_no_acknowledged_write() -> Result<()> {
     let mut c = Cluster::start()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let acked: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
     let pid = c.pid();
     runtime.block_on(async {
@@ -63,7 +89,9 @@ fn kill_9_during_a_burst_of_writes_loses_no_acknowledged_write() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         // SIGKILL mid-burst.
         if let Some(pid) = pid {
-            std::process::Command::new("kill").args(["-9", &pid.to_string()]).status()?;
+            std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()?;
         }
         for w in writers {
             let _ = w.await;
@@ -72,7 +100,11 @@ fn kill_9_during_a_burst_of_writes_loses_no_acknowledged_write() -> Result<()> {
     })?;
     c.kill9()?;
     let acked = acked.lock().map(|m| m.clone()).unwrap_or_default();
-    ensure!(acked.len() > 50, "the burst should have acknowledged many writes, got {}", acked.len());
+    ensure!(
+        acked.len() > 50,
+        "the burst should have acknowledged many writes, got {}",
+        acked.len()
+    );
     c.start_again()?;
     runtime.block_on(async {
         let client = kube_client::client(&c).await?;
@@ -85,7 +117,10 @@ fn kill_9_during_a_burst_of_writes_loses_no_acknowledged_write() -> Result<()> {
             .filter_map(|cm| Some((cm.metadata.name?, cm.data?.get("payload")?.clone())))
             .collect();
         for (name, payload) in &acked {
-            ensure!(stored.get(name) == Some(payload), "acknowledged write {name} is missing or damaged after kill -9");
+            ensure!(
+                stored.get(name) == Some(payload),
+                "acknowledged write {name} is missing or damaged after kill -9"
+            );
         }
         anyhow::Ok(())
     })?;

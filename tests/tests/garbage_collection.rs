@@ -7,7 +7,10 @@ use bramble_tests::Cluster;
 
 fn owned(c: &Cluster, owner: &str, dependents: &[&str]) -> Result<String> {
     c.kubectl_ok(&["create", "configmap", owner, "--from-literal=role=owner"])?;
-    let uid = c.get_json(&["cm", owner])?["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    let uid = c.get_json(&["cm", owner])?["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     for d in dependents {
         let doc = format!(
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {d}\n  ownerReferences:\n  - apiVersion: v1\n    kind: ConfigMap\n    name: {owner}\n    uid: {uid}\n    blockOwnerDeletion: true\ndata:\n  role: dependent\n"
@@ -40,7 +43,12 @@ fn background_orphan_and_foreground_deletes() -> Result<()> {
     c.kubectl_ok(&["delete", "cm", "orph", "--cascade=orphan"])?;
     wait_gone(&c, "orph")?;
     let kept = c.get_json(&["cm", "orph-1"])?;
-    ensure!(kept["metadata"].get("ownerReferences").is_none_or(|r| r.as_array().is_some_and(Vec::is_empty)), "orphaned dependent keeps no owner: {kept}");
+    ensure!(
+        kept["metadata"]
+            .get("ownerReferences")
+            .is_none_or(|r| r.as_array().is_some_and(Vec::is_empty)),
+        "orphaned dependent keeps no owner: {kept}"
+    );
 
     owned(&c, "fg", &["fg-1", "fg-2"])?;
     c.kubectl_ok(&["delete", "cm", "fg", "--cascade=foreground"])?;

@@ -29,7 +29,12 @@ impl Identity {
     pub fn from_certificate(cert: &CertificateDer<'_>) -> Option<Identity> {
         let (_, parsed) = X509Certificate::from_der(cert.as_ref()).ok()?;
         let subject = parsed.subject();
-        let user = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+        let user = subject
+            .iter_common_name()
+            .next()?
+            .as_str()
+            .ok()?
+            .to_string();
         let groups = subject
             .iter_organization()
             .filter_map(|o| o.as_str().ok().map(str::to_string))
@@ -83,7 +88,10 @@ mod tests {
     #[test]
     fn bearer_tokens_authenticate_exactly() {
         let mut auth = TokenAuthenticator::default();
-        let admin = Identity { user: "a".into(), groups: vec![ADMIN_GROUP.into()] };
+        let admin = Identity {
+            user: "a".into(),
+            groups: vec![ADMIN_GROUP.into()],
+        };
         auth.insert("s3cret".into(), admin.clone());
         assert_eq!(auth.authenticate("Bearer s3cret"), Some(admin));
         assert_eq!(auth.authenticate("Bearer s3cre"), None);

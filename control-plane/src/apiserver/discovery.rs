@@ -46,7 +46,7 @@ impl Aggregated {
     pub fn negotiate(accept: &str) -> Option<Aggregated> {
         for media in accept.split(',') {
             let params: Vec<&str> = media.split(';').map(str::trim).collect();
-            let has = |p: &str| params.iter().any(|x| *x == p);
+            let has = |p: &str| params.contains(&p);
             if has("g=apidiscovery.k8s.io") && has("as=APIGroupDiscoveryList") {
                 if has("v=v2") {
                     return Some(Aggregated::V2);
@@ -62,8 +62,12 @@ impl Aggregated {
     /// The response Content-Type the client recognises.
     pub fn content_type(self) -> &'static str {
         match self {
-            Aggregated::V2 => "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
-            Aggregated::V2Beta1 => "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList",
+            Aggregated::V2 => {
+                "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+            }
+            Aggregated::V2Beta1 => {
+                "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"
+            }
         }
     }
 
@@ -157,7 +161,9 @@ pub fn api_group_list() -> Value {
 
 /// Legacy `/apis/{group}`, if the group is served.
 pub fn api_group_document(group: &str) -> Option<Value> {
-    let (g, v) = group_versions().into_iter().find(|(g, _)| *g == group && !g.is_empty())?;
+    let (g, v) = group_versions()
+        .into_iter()
+        .find(|(g, _)| *g == group && !g.is_empty())?;
     let mut doc = api_group(g, v);
     doc["kind"] = json!("APIGroup");
     doc["apiVersion"] = json!("v1");
@@ -172,7 +178,10 @@ fn api_group(group: &str, version: &str) -> Value {
 /// Legacy `/api/v1` or `/apis/{group}/{version}`, if served.
 pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         let mut entry = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -205,8 +214,14 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     if resources.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources }))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources }),
+    )
 }
 
 #[cfg(test)]
@@ -218,7 +233,10 @@ mod tests {
         let kubectl_132 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
         assert_eq!(Aggregated::negotiate(kubectl_132), Some(Aggregated::V2));
         let kubectl_127 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
-        assert_eq!(Aggregated::negotiate(kubectl_127), Some(Aggregated::V2Beta1));
+        assert_eq!(
+            Aggregated::negotiate(kubectl_127),
+            Some(Aggregated::V2Beta1)
+        );
         assert_eq!(Aggregated::negotiate("application/json, */*"), None);
     }
 
@@ -227,16 +245,34 @@ mod tests {
         for core in [true, false] {
             let doc = aggregated(Aggregated::V2, core);
             for item in doc["items"].as_array().into_iter().flatten() {
-                for r in item["versions"][0]["resources"].as_array().into_iter().flatten() {
-                    assert!(r["responseKind"]["kind"].as_str().is_some_and(|k| !k.is_empty()), "{r}");
+                for r in item["versions"][0]["resources"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    assert!(
+                        r["responseKind"]["kind"]
+                            .as_str()
+                            .is_some_and(|k| !k.is_empty()),
+                        "{r}"
+                    );
                     for s in r["subresources"].as_array().into_iter().flatten() {
-                        assert!(s["responseKind"]["kind"].as_str().is_some_and(|k| !k.is_empty()), "{s}");
+                        assert!(
+                            s["responseKind"]["kind"]
+                                .as_str()
+                                .is_some_and(|k| !k.is_empty()),
+                            "{s}"
+                        );
                     }
                 }
             }
         }
         let v1 = api_resource_list("", "v1").unwrap_or_default();
-        let eviction = v1["resources"].as_array().into_iter().flatten().find(|r| r["name"] == "pods/eviction");
+        let eviction = v1["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["name"] == "pods/eviction");
         assert_eq!(eviction.map(|e| e["group"].clone()), Some(json!("policy")));
     }
 }

@@ -21,8 +21,15 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 pub async fn read_body(body: hyper::body::Incoming) -> Result<Bytes, ApiError> {
     match Limited::new(body, MAX_BODY).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large(MAX_BODY)),
-        Err(e) => Err(ApiError::bad_request(format!("cannot read the request body: {e}"))),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::too_large(MAX_BODY))
+        }
+        Err(e) => Err(ApiError::bad_request(format!(
+            "cannot read the request body: {e}"
+        ))),
     }
 }
 
@@ -41,12 +48,17 @@ pub fn media_type(content_type: Option<&str>) -> String {
 pub fn decode_object(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiError> {
     let media = media_type(content_type);
     let value: Value = match media.as_str() {
-        "application/json" | "" | "*/*" => serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?,
+        "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid JSON: {e}"))
+        })?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => decode_yaml(body)?,
         "application/vnd.kubernetes.protobuf" => protobuf::decode(body).map_err(|e| match e {
-            protobuf::ProtobufError::UnsupportedKind { .. } => ApiError::unsupported_media_type(&format!("{media}: {e}")),
-            other => ApiError::bad_request(format!("the request body is not a valid Kubernetes protobuf message: {other}")),
+            protobuf::ProtobufError::UnsupportedKind { .. } => {
+                ApiError::unsupported_media_type(&format!("{media}: {e}"))
+            }
+            other => ApiError::bad_request(format!(
+                "the request body is not a valid Kubernetes protobuf message: {other}"
+            )),
         })?,
         other => return Err(ApiError::unsupported_media_type(other)),
     };
@@ -58,7 +70,8 @@ pub fn decode_object(content_type: Option<&str>, body: &[u8]) -> Result<Value, A
 
 /// Parses YAML (one document) into JSON values.
 pub fn decode_yaml(body: &[u8]) -> Result<Value, ApiError> {
-    serde_yaml::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))
+    serde_yaml::from_slice::<Value>(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))
 }
 
 /// How the client wants objects back.
@@ -86,7 +99,12 @@ impl Output {
             if params.first().is_some_and(|m| *m == "application/yaml") {
                 return Output::Yaml;
             }
-            if params.first().is_some_and(|m| matches!(*m, "application/json" | "*/*" | "application/vnd.kubernetes.protobuf")) {
+            if params.first().is_some_and(|m| {
+                matches!(
+                    *m,
+                    "application/json" | "*/*" | "application/vnd.kubernetes.protobuf"
+                )
+            }) {
                 return Output::Json;
             }
         }
@@ -152,8 +170,14 @@ mod tests {
             Output::negotiate(Some("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json")),
             Output::Table
         );
-        assert_eq!(Output::negotiate(Some("application/vnd.kubernetes.protobuf,application/json")), Output::Json);
-        assert_eq!(Output::negotiate(Some("application/json, */*")), Output::Json);
+        assert_eq!(
+            Output::negotiate(Some("application/vnd.kubernetes.protobuf,application/json")),
+            Output::Json
+        );
+        assert_eq!(
+            Output::negotiate(Some("application/json, */*")),
+            Output::Json
+        );
         assert_eq!(Output::negotiate(None), Output::Json);
     }
 

@@ -81,16 +81,24 @@ pub struct Ctx {
 
 /// Builds the rustls server config: TLS 1.2/1.3, client certificates verified against the
 /// cluster CA when offered (optional, since bearer tokens are allowed too), h2 and http/1.1.
-pub fn tls_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Result<rustls::ServerConfig> {
+pub fn tls_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> anyhow::Result<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
         roots.add(cert?)?;
     }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()?;
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_bytes()).collect::<Result<_, _>>()?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()?;
+    let certs: Vec<CertificateDer<'static>> =
+        rustls_pemfile::certs(&mut cert_pem.as_bytes()).collect::<Result<_, _>>()?;
     let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_bytes())?
         .ok_or_else(|| anyhow::anyhow!("the serving key file holds no private key"))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -104,7 +112,11 @@ pub fn tls_config(ca_pem: &str, cert_pem: &str, key_pem: &str) -> anyhow::Result
 impl ApiServer {
     /// Accepts connections on `listener` until shutdown, then stops accepting and lets open
     /// requests finish (watches end at once: clients re-watch elsewhere or later).
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, tls: rustls::ServerConfig) -> anyhow::Result<()> {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: rustls::ServerConfig,
+    ) -> anyhow::Result<()> {
         let acceptor = TlsAcceptor::from(Arc::new(tls));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         loop {
@@ -124,7 +136,9 @@ impl ApiServer {
             let server = self.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
-                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
+                    .await
+                {
                     Ok(Ok(tls)) => tls,
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -141,7 +155,9 @@ impl ApiServer {
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let server = server.clone();
                     let identity = cert_identity.clone();
-                    async move { Ok::<_, std::convert::Infallible>(server.handle(req, identity, peer).await) }
+                    async move {
+                        Ok::<_, std::convert::Infallible>(server.handle(req, identity, peer).await)
+                    }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
@@ -157,18 +173,35 @@ impl ApiServer {
         Ok(())
     }
 
-    async fn handle(&self, req: Request<Incoming>, cert_identity: Option<Identity>, peer: SocketAddr) -> Response<Body> {
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        cert_identity: Option<Identity>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
         let started = std::time::Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        let resp = self.route(req, cert_identity).await.unwrap_or_else(|e| error_response(&e));
+        let resp = self
+            .route(req, cert_identity)
+            .await
+            .unwrap_or_else(|e| error_response(&e));
         tracing::debug!(%peer, %method, %path, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
         resp
     }
 
-    async fn route(&self, req: Request<Incoming>, cert_identity: Option<Identity>) -> Result<Response<Body>, ApiError> {
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        cert_identity: Option<Identity>,
+    ) -> Result<Response<Body>, ApiError> {
         let path = req.uri().path().to_string();
-        let header = |name: ::http::header::HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let header = |name: ::http::header::HeaderName| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
         let accept = header(::http::header::ACCEPT);
         if auth::is_public_path(&path) {
             return Ok(match path.as_str() {
@@ -177,7 +210,9 @@ impl ApiServer {
             });
         }
         let identity = cert_identity
-            .or_else(|| header(::http::header::AUTHORIZATION).and_then(|a| self.tokens.authenticate(&a)))
+            .or_else(|| {
+                header(::http::header::AUTHORIZATION).and_then(|a| self.tokens.authenticate(&a))
+            })
             .ok_or_else(ApiError::unauthorized)?;
 
         if let Some(rest) = path.strip_prefix("/openapi/") {
@@ -216,7 +251,10 @@ impl ApiServer {
     fn openapi_response(&self, rest: &str) -> Response<Body> {
         match rest {
             "v3" | "v3/" => bytes_response(200, "application/json", self.openapi.index().to_vec()),
-            _ => match rest.strip_prefix("v3/").and_then(|gv| self.openapi.document(gv)) {
+            _ => match rest
+                .strip_prefix("v3/")
+                .and_then(|gv| self.openapi.document(gv))
+            {
                 Some(doc) => bytes_response(200, "application/json", doc.to_vec()),
                 // /openapi/v2 is deliberately absent: kubectl then uses its built-in types.
                 None => error_response(&ApiError::path_not_found()),
@@ -225,17 +263,30 @@ impl ApiServer {
     }
 
     fn discovery(&self, d: DiscoveryPath, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
-        let aggregated = ctx.accept.as_deref().and_then(discovery::Aggregated::negotiate);
+        let aggregated = ctx
+            .accept
+            .as_deref()
+            .and_then(discovery::Aggregated::negotiate);
         let doc = match (&d, aggregated) {
             (DiscoveryPath::Api, Some(v)) => {
-                return Ok(bytes_response(200, v.content_type(), serde_json::to_vec(&discovery::aggregated(v, true)).unwrap_or_default()))
+                return Ok(bytes_response(
+                    200,
+                    v.content_type(),
+                    serde_json::to_vec(&discovery::aggregated(v, true)).unwrap_or_default(),
+                ))
             }
             (DiscoveryPath::Apis, Some(v)) => {
-                return Ok(bytes_response(200, v.content_type(), serde_json::to_vec(&discovery::aggregated(v, false)).unwrap_or_default()))
+                return Ok(bytes_response(
+                    200,
+                    v.content_type(),
+                    serde_json::to_vec(&discovery::aggregated(v, false)).unwrap_or_default(),
+                ))
             }
             (DiscoveryPath::Api, None) => discovery::api_versions(&self.advertise),
             (DiscoveryPath::Apis, None) => discovery::api_group_list(),
-            (DiscoveryPath::Group(g), _) => discovery::api_group_document(g).ok_or_else(ApiError::path_not_found)?,
+            (DiscoveryPath::Group(g), _) => {
+                discovery::api_group_document(g).ok_or_else(ApiError::path_not_found)?
+            }
             (DiscoveryPath::GroupVersion { group, version }, _) => {
                 discovery::api_resource_list(group, version).ok_or_else(ApiError::path_not_found)?
             }
@@ -243,7 +294,12 @@ impl ApiServer {
         Ok(json_response(200, &doc))
     }
 
-    async fn resource(&self, r: ResourceRequest, ctx: Ctx, body: Incoming) -> Result<Response<Body>, ApiError> {
+    async fn resource(
+        &self,
+        r: ResourceRequest,
+        ctx: Ctx,
+        body: Incoming,
+    ) -> Result<Response<Body>, ApiError> {
         let res = r.resource;
         if res.create_only {
             return match (ctx.method.clone(), r.name.is_none()) {
@@ -291,7 +347,9 @@ impl ApiServer {
         if self.cache.wait_for(target, Duration::from_secs(10)).await {
             Ok(())
         } else {
-            Err(ApiError::unavailable("the watch cache is not yet in step with the store; try again"))
+            Err(ApiError::unavailable(
+                "the watch cache is not yet in step with the store; try again",
+            ))
         }
     }
 }

@@ -15,7 +15,8 @@ use super::ApiServer;
 use crate::store::{Compare, Op, Txn};
 
 /// Namespaces present from the first start.
-pub const SYSTEM_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
 
 impl ApiServer {
     /// Creates the system namespaces that are missing. Safe to run on every start.
@@ -33,7 +34,10 @@ impl ApiServer {
             let checked = objects::check(namespaces, ns, objects::FieldValidation::Strict)?;
             let txn = Txn {
                 compare: vec![Compare::Absent { key: key.clone() }],
-                success: vec![Op::Put { key, value: objects::to_stored(&checked.object)? }],
+                success: vec![Op::Put {
+                    key,
+                    value: objects::to_stored(&checked.object)?,
+                }],
                 failure: vec![],
             };
             self.store.txn(txn).await.map_err(store_error)?;
@@ -49,7 +53,14 @@ impl ApiServer {
     /// the namespace itself. Woken by deletes of namespaces and by changes inside terminating
     /// ones; idle otherwise.
     pub async fn run_namespace_cleaner(self: Arc<Self>) {
-        let mut changes = self.cache.watch("/registry/", crate::watch_cache::WatchStart::After(i64::MAX)).ok().map(|w| w.live);
+        let mut changes = self
+            .cache
+            .watch(
+                "/registry/",
+                crate::watch_cache::WatchStart::After(i64::MAX),
+            )
+            .ok()
+            .map(|w| w.live);
         loop {
             let pending = match self.clean_terminating_namespaces().await {
                 Ok(p) => p,
@@ -73,11 +84,16 @@ impl ApiServer {
 
     /// One pass; returns whether some namespace is still waiting for its contents to go.
     async fn clean_terminating_namespaces(&self) -> Result<bool, ApiError> {
-        let Some(namespaces) = lookup("", "v1", "namespaces") else { return Ok(false) };
+        let Some(namespaces) = lookup("", "v1", "namespaces") else {
+            return Ok(false);
+        };
         self.fresh_cache().await?;
         let (all, _) = self.cache.list(&objects::prefix(namespaces, None));
         let mut pending = false;
-        for ns in all.iter().filter(|n| meta_str(n, "deletionTimestamp").is_some()) {
+        for ns in all
+            .iter()
+            .filter(|n| meta_str(n, "deletionTimestamp").is_some())
+        {
             let name = meta_str(ns, "name").unwrap_or_default().to_string();
             let mut remaining = 0usize;
             for resource in RESOURCES.iter().filter(|r| r.namespaced && !r.create_only) {
@@ -88,8 +104,14 @@ impl ApiServer {
                         continue;
                     }
                     let item_name = meta_str(item, "name").unwrap_or_default();
-                    let opts = DeleteOptions { propagation: Some("Background".into()), ..Default::default() };
-                    match self.delete_object(resource, Some(&name), item_name, &opts, false).await {
+                    let opts = DeleteOptions {
+                        propagation: Some("Background".into()),
+                        ..Default::default()
+                    };
+                    match self
+                        .delete_object(resource, Some(&name), item_name, &opts, false)
+                        .await
+                    {
                         Ok(_) => {}
                         Err(e) if e.code == 404 => {}
                         Err(e) => return Err(e),
@@ -113,16 +135,25 @@ impl ApiServer {
         let count = RESOURCES
             .iter()
             .filter(|r| r.namespaced && !r.create_only)
-            .map(|r| self.cache.list(&objects::prefix(r, Some(namespace))).0.len())
+            .map(|r| {
+                self.cache
+                    .list(&objects::prefix(r, Some(namespace)))
+                    .0
+                    .len()
+            })
             .sum();
         (count, ())
     }
 
     async fn finalize_namespace(&self, ns: &Value) -> Result<(), ApiError> {
-        let Some(namespaces) = lookup("", "v1", "namespaces") else { return Ok(()) };
+        let Some(namespaces) = lookup("", "v1", "namespaces") else {
+            return Ok(());
+        };
         let name = meta_str(ns, "name").unwrap_or_default();
         let key = objects::key(namespaces, None, name);
-        let Some(kv) = self.store.get(&key).await.map_err(store_error)? else { return Ok(()) };
+        let Some(kv) = self.store.get(&key).await.map_err(store_error)? else {
+            return Ok(());
+        };
         let other_finalizers = ns
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
@@ -131,12 +162,22 @@ impl ApiServer {
             // Someone else still holds the namespace: drop only our spec finalizer.
             let mut next = objects::from_kv(&kv)?;
             next["spec"]["finalizers"] = json!([]);
-            Op::Put { key: key.clone(), value: objects::to_stored(&next)? }
+            Op::Put {
+                key: key.clone(),
+                value: objects::to_stored(&next)?,
+            }
         } else {
             Op::Delete { key: key.clone() }
         };
         self.store
-            .txn(Txn { compare: vec![Compare::ModRevision { key, equals: kv.mod_revision }], success: vec![op], failure: vec![] })
+            .txn(Txn {
+                compare: vec![Compare::ModRevision {
+                    key,
+                    equals: kv.mod_revision,
+                }],
+                success: vec![op],
+                failure: vec![],
+            })
             .await
             .map_err(store_error)?;
         Ok(())

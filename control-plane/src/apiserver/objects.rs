@@ -16,7 +16,11 @@ pub fn key(resource: &Resource, namespace: Option<&str>, name: &str) -> String {
 
 /// The storage prefix of a collection: every namespace when `namespace` is None.
 pub fn prefix(resource: &Resource, namespace: Option<&str>) -> String {
-    let group = if resource.group.is_empty() { "core" } else { resource.group };
+    let group = if resource.group.is_empty() {
+        "core"
+    } else {
+        resource.group
+    };
     match namespace {
         Some(ns) if resource.namespaced => format!("/registry/{group}/{}/{ns}/", resource.plural),
         _ => format!("/registry/{group}/{}/", resource.plural),
@@ -27,7 +31,11 @@ pub fn prefix(resource: &Resource, namespace: Option<&str>) -> String {
 pub fn from_kv(kv: &KeyValue) -> Result<Value, ApiError> {
     let mut v: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
-    set_meta(&mut v, "resourceVersion", json!(kv.mod_revision.to_string()));
+    set_meta(
+        &mut v,
+        "resourceVersion",
+        json!(kv.mod_revision.to_string()),
+    );
     Ok(v)
 }
 
@@ -89,7 +97,9 @@ fn chrono_like_now() -> String {
 /// when missing (kubectl always sends them; other clients may not).
 pub fn check_kind(resource: &Resource, object: &mut Value) -> Result<(), ApiError> {
     let Some(obj) = object.as_object_mut() else {
-        return Err(ApiError::bad_request("the request body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
     };
     let want_version = resource.api_version();
     match obj.get("apiVersion").and_then(Value::as_str) {
@@ -111,25 +121,34 @@ pub fn check_kind(resource: &Resource, object: &mut Value) -> Result<(), ApiErro
         Some(k) => {
             return Err(ApiError::bad_request(format!(
                 "the kind in the data ({k}) does not match the expected kind ({}) for {}",
-                resource.kind,
-                resource.plural
+                resource.kind, resource.plural
             )))
         }
     }
-    if obj.get("metadata").is_some_and(|m| !m.is_object() && !m.is_null()) {
+    if obj
+        .get("metadata")
+        .is_some_and(|m| !m.is_object() && !m.is_null())
+    {
         return Err(ApiError::bad_request("metadata must be an object"));
     }
     Ok(())
 }
 
 /// Fills namespace from the path and refuses a body naming another one.
-pub fn check_namespace(resource: &Resource, path_namespace: Option<&str>, object: &mut Value) -> Result<(), ApiError> {
+pub fn check_namespace(
+    resource: &Resource,
+    path_namespace: Option<&str>,
+    object: &mut Value,
+) -> Result<(), ApiError> {
     if !resource.namespaced {
         remove_meta(object, "namespace");
         return Ok(());
     }
     let Some(path_ns) = path_namespace else {
-        return Err(ApiError::bad_request(format!("{} must be created in a namespace", resource.plural)));
+        return Err(ApiError::bad_request(format!(
+            "{} must be created in a namespace",
+            resource.plural
+        )));
     };
     match meta_str(object, "namespace") {
         None | Some("") => set_meta(object, "namespace", json!(path_ns)),
@@ -145,7 +164,10 @@ pub fn check_namespace(resource: &Resource, path_namespace: Option<&str>, object
 
 /// Resources whose objects count their spec changes in metadata.generation.
 fn has_generation(resource: &Resource) -> bool {
-    matches!(resource.kind, "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" | "Job" | "ReplicationController")
+    matches!(
+        resource.kind,
+        "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" | "Job" | "ReplicationController"
+    )
 }
 
 /// Resources whose status is written only through the status subresource.
@@ -187,49 +209,93 @@ impl FieldValidation {
 }
 
 /// Validates and defaults an object about to be written.
-pub fn check(resource: &Resource, object: Value, validation: FieldValidation) -> Result<Checked, ApiError> {
+pub fn check(
+    resource: &Resource,
+    object: Value,
+    validation: FieldValidation,
+) -> Result<Checked, ApiError> {
     let name = meta_str(&object, "name").unwrap_or_default().to_string();
     // The validators return whole field errors ("metadata.name: Invalid value: …").
-    let errors: Vec<FieldError> = bramble_api::validation::validate_object_name(resource.kind, &name)
-        .into_iter()
-        .chain(object.pointer("/metadata/labels").and_then(Value::as_object).map(bramble_api::validation::validate_labels).unwrap_or_default())
-        .chain(object.pointer("/metadata/annotations").and_then(Value::as_object).map(bramble_api::validation::validate_annotations).unwrap_or_default())
-        .map(|full| FieldError::from_message(&full))
-        .collect();
+    let errors: Vec<FieldError> =
+        bramble_api::validation::validate_object_name(resource.kind, &name)
+            .into_iter()
+            .chain(
+                object
+                    .pointer("/metadata/labels")
+                    .and_then(Value::as_object)
+                    .map(bramble_api::validation::validate_labels)
+                    .unwrap_or_default(),
+            )
+            .chain(
+                object
+                    .pointer("/metadata/annotations")
+                    .and_then(Value::as_object)
+                    .map(bramble_api::validation::validate_annotations)
+                    .unwrap_or_default(),
+            )
+            .map(|full| FieldError::from_message(&full))
+            .collect();
     if !errors.is_empty() {
         return Err(ApiError::invalid(resource, resource.kind, &name, errors));
     }
     let normalized = typed::normalize(resource.kind, object).map_err(|e| {
-        ApiError::bad_request(format!("{} in version \"{}\" cannot be handled as a {}: {}", resource.kind, resource.version, resource.kind, e.message))
+        ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {}",
+            resource.kind, resource.version, resource.kind, e.message
+        ))
     })?;
     let mut warnings = Vec::new();
     if !normalized.unknown_fields.is_empty() {
         match validation {
             FieldValidation::Strict => {
-                let list: Vec<String> = normalized.unknown_fields.iter().map(|f| format!("unknown field \"{f}\"")).collect();
-                return Err(ApiError::bad_request(format!("strict decoding error: {}", list.join(", "))));
+                let list: Vec<String> = normalized
+                    .unknown_fields
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\""))
+                    .collect();
+                return Err(ApiError::bad_request(format!(
+                    "strict decoding error: {}",
+                    list.join(", ")
+                )));
             }
             FieldValidation::Warn => {
-                warnings.extend(normalized.unknown_fields.iter().map(|f| format!("unknown field \"{f}\"")));
+                warnings.extend(
+                    normalized
+                        .unknown_fields
+                        .iter()
+                        .map(|f| format!("unknown field \"{f}\"")),
+                );
             }
             FieldValidation::Ignore => {}
         }
     }
     let spec_errors = validate_spec(resource, &normalized.object);
     if !spec_errors.is_empty() {
-        return Err(ApiError::invalid(resource, resource.kind, &name, spec_errors));
+        return Err(ApiError::invalid(
+            resource,
+            resource.kind,
+            &name,
+            spec_errors,
+        ));
     }
-    Ok(Checked { object: normalized.object, warnings })
+    Ok(Checked {
+        object: normalized.object,
+        warnings,
+    })
 }
 
 /// The checks of a kind's spec that matter before controllers act on it.
 fn validate_spec(resource: &Resource, object: &Value) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let pod_spec = |path: &str, spec: Option<&Value>, errors: &mut Vec<FieldError>| {
-        let containers = spec.and_then(|s| s.get("containers")).and_then(Value::as_array);
+        let containers = spec
+            .and_then(|s| s.get("containers"))
+            .and_then(Value::as_array);
         match containers {
             None => errors.push(FieldError::required(format!("{path}.containers"))),
-            Some(list) if list.is_empty() => errors.push(FieldError::required(format!("{path}.containers"))),
+            Some(list) if list.is_empty() => {
+                errors.push(FieldError::required(format!("{path}.containers")))
+            }
             Some(list) => {
                 let mut seen = std::collections::HashSet::new();
                 for (i, c) in list.iter().enumerate() {
@@ -237,14 +303,28 @@ fn validate_spec(resource: &Resource, object: &Value) -> Vec<FieldError> {
                     if name.is_empty() {
                         errors.push(FieldError::required(format!("{path}.containers[{i}].name")));
                     } else if !seen.insert(name.to_string()) {
-                        errors.push(FieldError { reason: "FieldValueDuplicate", field: format!("{path}.containers[{i}].name"), message: format!("Duplicate value: \"{name}\"") });
+                        errors.push(FieldError {
+                            reason: "FieldValueDuplicate",
+                            field: format!("{path}.containers[{i}].name"),
+                            message: format!("Duplicate value: \"{name}\""),
+                        });
                     } else {
                         for msg in bramble_api::validation::is_dns1123_label(name) {
-                            errors.push(FieldError::invalid(format!("{path}.containers[{i}].name"), name, msg));
+                            errors.push(FieldError::invalid(
+                                format!("{path}.containers[{i}].name"),
+                                name,
+                                msg,
+                            ));
                         }
                     }
-                    if c.get("image").and_then(Value::as_str).unwrap_or("").is_empty() {
-                        errors.push(FieldError::required(format!("{path}.containers[{i}].image")));
+                    if c.get("image")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .is_empty()
+                    {
+                        errors.push(FieldError::required(format!(
+                            "{path}.containers[{i}].image"
+                        )));
                     }
                 }
             }
@@ -259,25 +339,46 @@ fn validate_spec(resource: &Resource, object: &Value) -> Vec<FieldError> {
                 if selector.is_none() {
                     errors.push(FieldError::required("spec.selector"));
                 }
-                let labels = spec.and_then(|s| s.pointer("/template/metadata/labels")).and_then(Value::as_object);
+                let labels = spec
+                    .and_then(|s| s.pointer("/template/metadata/labels"))
+                    .and_then(Value::as_object);
                 if let (Some(sel), Some(labels)) = (selector, labels) {
                     match bramble_api::labels::Selector::from_label_selector(sel) {
                         Ok(s) => {
-                            let map = labels.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect();
+                            let map = labels
+                                .iter()
+                                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                                .collect();
                             if s.is_empty() {
-                                errors.push(FieldError::invalid("spec.selector", "", "empty selector is invalid for deployment"));
+                                errors.push(FieldError::invalid(
+                                    "spec.selector",
+                                    "",
+                                    "empty selector is invalid for deployment",
+                                ));
                             } else if !s.matches(&map) {
-                                errors.push(FieldError::invalid("spec.template.metadata.labels", &format!("{labels:?}"), "`selector` does not match template `labels`"));
+                                errors.push(FieldError::invalid(
+                                    "spec.template.metadata.labels",
+                                    &format!("{labels:?}"),
+                                    "`selector` does not match template `labels`",
+                                ));
                             }
                         }
                         Err(e) => errors.push(FieldError::invalid("spec.selector", "", e)),
                     }
                 }
             }
-            pod_spec("spec.template.spec", spec.and_then(|s| s.pointer("/template/spec")), &mut errors);
+            pod_spec(
+                "spec.template.spec",
+                spec.and_then(|s| s.pointer("/template/spec")),
+                &mut errors,
+            );
             if let Some(r) = spec.and_then(|s| s.get("replicas")).and_then(Value::as_i64) {
                 if r < 0 {
-                    errors.push(FieldError::invalid("spec.replicas", &r.to_string(), "must be greater than or equal to 0"));
+                    errors.push(FieldError::invalid(
+                        "spec.replicas",
+                        &r.to_string(),
+                        "must be greater than or equal to 0",
+                    ));
                 }
             }
         }
@@ -300,13 +401,19 @@ pub fn prepare_create(resource: &Resource, object: &mut Value) -> Result<(), Api
                     resource,
                     resource.kind,
                     "",
-                    vec![FieldError { reason: "FieldValueRequired", field: "metadata.name".into(), message: "Required value: name or generateName is required".into() }],
+                    vec![FieldError {
+                        reason: "FieldValueRequired",
+                        field: "metadata.name".into(),
+                        message: "Required value: name or generateName is required".into(),
+                    }],
                 ))
             }
         }
     }
     if meta_str(object, "resourceVersion").is_some_and(|rv| !rv.is_empty()) {
-        return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+        return Err(ApiError::bad_request(
+            "resourceVersion should not be set on objects to be created",
+        ));
     }
     set_meta(object, "uid", json!(uuid::Uuid::new_v4().to_string()));
     set_meta(object, "creationTimestamp", json!(now_rfc3339()));
@@ -337,7 +444,12 @@ pub fn prepare_create(resource: &Resource, object: &mut Value) -> Result<(), Api
 
 /// Carries over what an update may not change and bumps generation when the spec changed.
 /// `subresource` is "status" for status writes: then only status comes from `new`.
-pub fn prepare_update(resource: &Resource, old: &Value, new: &mut Value, subresource: Option<&str>) -> Result<(), ApiError> {
+pub fn prepare_update(
+    resource: &Resource,
+    old: &Value,
+    new: &mut Value,
+    subresource: Option<&str>,
+) -> Result<(), ApiError> {
     let name = meta_str(old, "name").unwrap_or_default().to_string();
     if let Some(new_name) = meta_str(new, "name") {
         if !new_name.is_empty() && new_name != name {
@@ -358,7 +470,15 @@ pub fn prepare_update(resource: &Resource, old: &Value, new: &mut Value, subreso
         *new = merged;
         return Ok(());
     }
-    for field in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+    for field in [
+        "name",
+        "namespace",
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
         match old.get("metadata").and_then(|m| m.get(field)) {
             Some(v) => set_meta(new, field, v.clone()),
             None => {
@@ -375,7 +495,10 @@ pub fn prepare_update(resource: &Resource, old: &Value, new: &mut Value, subreso
         }
     }
     if has_generation(resource) && old.get("spec") != new.get("spec") {
-        let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+        let generation = old
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         set_meta(new, "generation", json!(generation + 1));
     }
     Ok(())
@@ -395,7 +518,11 @@ fn random_suffix() -> String {
     // Kubernetes uses 5 characters from an alphabet without vowels (so no words appear).
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let bytes = uuid::Uuid::new_v4().into_bytes();
-    bytes.iter().take(5).map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect()
+    bytes
+        .iter()
+        .take(5)
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
 }
 
 /// The object's labels as a map.
@@ -403,7 +530,11 @@ pub fn labels(object: &Value) -> std::collections::BTreeMap<String, String> {
     object
         .pointer("/metadata/labels")
         .and_then(Value::as_object)
-        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -424,8 +555,29 @@ pub fn field_value(object: &Value, path: &str) -> Option<String> {
 /// Field selectors each resource supports, beyond metadata.name and metadata.namespace.
 pub fn selectable_fields(resource: &Resource) -> &'static [&'static str] {
     match resource.kind {
-        "Pod" => &["spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"],
-        "Event" => &["involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"],
+        "Pod" => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        "Event" => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
         "Node" => &["spec.unschedulable"],
         "Namespace" => &["status.phase"],
         "Secret" => &["type"],
@@ -434,4 +586,3 @@ pub fn selectable_fields(resource: &Resource) -> &'static [&'static str] {
         _ => &[],
     }
 }
-

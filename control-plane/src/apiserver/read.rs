@@ -31,13 +31,20 @@ impl Filter {
             .map_err(|e| ApiError::bad_request(format!("invalid field selector: {e}")))?;
         for req in fields.requirements() {
             let field = req.field.as_str();
-            if field != "metadata.name" && field != "metadata.namespace" && !selectable_fields(resource).contains(&field) {
+            if field != "metadata.name"
+                && field != "metadata.namespace"
+                && !selectable_fields(resource).contains(&field)
+            {
                 return Err(ApiError::bad_request(format!(
                     "field label not supported: {field}"
                 )));
             }
         }
-        Ok(Filter { labels, fields, resource })
+        Ok(Filter {
+            labels,
+            fields,
+            resource,
+        })
     }
 
     /// Whether `object` passes both selectors.
@@ -48,7 +55,11 @@ impl Filter {
         let kind = self.resource.kind;
         self.fields.matches(|field| {
             // Events select on `source`, which is source.component on the object.
-            let path = if kind == "Event" && field == "source" { "source.component" } else { field };
+            let path = if kind == "Event" && field == "source" {
+                "source.component"
+            } else {
+                field
+            };
             field_value(object, path)
         })
     }
@@ -66,30 +77,45 @@ fn encode_continue(revision: i64, last_key: &str) -> String {
 }
 
 fn decode_continue(token: &str) -> Result<(i64, String), ApiError> {
-    let bad = || ApiError::bad_request("continue key is not valid: it was not issued by this server");
-    let bytes = base64::engine::general_purpose::STANDARD.decode(token).map_err(|_| bad())?;
+    let bad =
+        || ApiError::bad_request("continue key is not valid: it was not issued by this server");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     let rv = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
-    let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?.to_string();
+    let start = v
+        .get("start")
+        .and_then(Value::as_str)
+        .ok_or_else(bad)?
+        .to_string();
     Ok((rv, start))
 }
 
 impl ApiServer {
     /// GET of one object.
-    pub(super) async fn get(&self, r: &ResourceRequest, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
+    pub(super) async fn get(
+        &self,
+        r: &ResourceRequest,
+        ctx: &Ctx,
+    ) -> Result<Response<Body>, ApiError> {
         let name = r.name.as_deref().unwrap_or_default();
         if ctx.query.get("resourceVersion").unwrap_or("") != "0" {
             self.fresh_cache().await?;
         }
         let key = objects::key(r.resource, r.namespace.as_deref(), name);
-        let object = self.cache.get(&key).ok_or_else(|| ApiError::not_found(r.resource, name))?;
+        let object = self
+            .cache
+            .get(&key)
+            .ok_or_else(|| ApiError::not_found(r.resource, name))?;
         if ctx.output == Output::Table {
             let meta = json!({ "resourceVersion": objects::meta_str(&object, "resourceVersion").unwrap_or("") });
             let t = table::to_table(
                 r.resource,
                 std::slice::from_ref(&*object),
                 meta,
-                IncludeObject::from_query(ctx.query.get("includeObject")).map_err(|e| ApiError::bad_request(e.to_string()))?,
+                IncludeObject::from_query(ctx.query.get("includeObject"))
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
                 true,
                 std::time::SystemTime::now(),
             );
@@ -99,9 +125,17 @@ impl ApiServer {
     }
 
     /// GET of a collection.
-    pub(super) async fn list(&self, r: &ResourceRequest, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
+    pub(super) async fn list(
+        &self,
+        r: &ResourceRequest,
+        ctx: &Ctx,
+    ) -> Result<Response<Body>, ApiError> {
         let filter = Filter::from_ctx(r.resource, ctx)?;
-        let limit = ctx.query.number("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+        let limit = ctx
+            .query
+            .number("limit")?
+            .filter(|l| *l > 0)
+            .map(|l| l as usize);
         let rv_param = ctx.query.get("resourceVersion").unwrap_or("");
         if rv_param != "0" {
             self.fresh_cache().await?;
@@ -111,7 +145,9 @@ impl ApiServer {
             Some(token) => {
                 let (rv, start) = decode_continue(token)?;
                 if !start.starts_with(&prefix) {
-                    return Err(ApiError::bad_request("continue key does not belong to this collection"));
+                    return Err(ApiError::bad_request(
+                        "continue key does not belong to this collection",
+                    ));
                 }
                 (Some(start), Some(rv))
             }
@@ -157,7 +193,8 @@ impl ApiServer {
                 r.resource,
                 &items,
                 metadata,
-                IncludeObject::from_query(ctx.query.get("includeObject")).map_err(|e| ApiError::bad_request(e.to_string()))?,
+                IncludeObject::from_query(ctx.query.get("includeObject"))
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?,
                 true,
                 std::time::SystemTime::now(),
             );
@@ -180,7 +217,10 @@ mod tests {
     #[test]
     fn continue_tokens_round_trip_and_refuse_garbage() {
         let t = encode_continue(42, "/registry/core/pods/default/a");
-        assert_eq!(decode_continue(&t).ok(), Some((42, "/registry/core/pods/default/a".to_string())));
+        assert_eq!(
+            decode_continue(&t).ok(),
+            Some((42, "/registry/core/pods/default/a".to_string()))
+        );
         assert!(decode_continue("not base64!").is_err());
         assert!(decode_continue(&base64::engine::general_purpose::STANDARD.encode("{}")).is_err());
     }

@@ -57,7 +57,9 @@ pub fn parse_path(path: &str) -> Option<Result<Target, ApiError>> {
         ["apis"] => return Some(Ok(Target::Discovery(DiscoveryPath::Apis))),
         ["api", version, rest @ ..] => ("", *version, rest),
         ["apis", group] => {
-            return Some(Ok(Target::Discovery(DiscoveryPath::Group((*group).to_string()))))
+            return Some(Ok(Target::Discovery(DiscoveryPath::Group(
+                (*group).to_string(),
+            ))))
         }
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return None,
@@ -71,7 +73,11 @@ pub fn parse_path(path: &str) -> Option<Result<Target, ApiError>> {
     Some(parse_resource_path(group, version, rest).map(Target::Resource))
 }
 
-fn parse_resource_path(group: &str, version: &str, rest: &[&str]) -> Result<ResourceRequest, ApiError> {
+fn parse_resource_path(
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> Result<ResourceRequest, ApiError> {
     let not_found = || ApiError::path_not_found();
     // `namespaces/{ns}/{resource}...` is a namespaced request, unless it is the namespace object
     // itself (`namespaces/{name}[/status|finalize]`).
@@ -127,14 +133,20 @@ impl Query {
         let mut params: HashMap<String, Vec<String>> = HashMap::new();
         for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            params.entry(percent_decode(k)).or_default().push(percent_decode(v));
+            params
+                .entry(percent_decode(k))
+                .or_default()
+                .push(percent_decode(v));
         }
         Query { params }
     }
 
     /// The last value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.params.get(key).and_then(|v| v.last()).map(String::as_str)
+        self.params
+            .get(key)
+            .and_then(|v| v.last())
+            .map(String::as_str)
     }
 
     /// Every value of `key`, in order.
@@ -151,10 +163,11 @@ impl Query {
     pub fn number(&self, key: &str) -> Result<Option<i64>, ApiError> {
         match self.get(key) {
             None | Some("") => Ok(None),
-            Some(v) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("invalid value {v:?} for query parameter {key}: not an integer"))),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "invalid value {v:?} for query parameter {key}: not an integer"
+                ))
+            }),
         }
     }
 
@@ -165,7 +178,11 @@ impl Query {
             values if values.iter().all(|v| v == "All") => Ok(true),
             values => Err(ApiError::bad_request(format!(
                 "unsupported dryRun value {:?}: the only supported value is \"All\"",
-                values.iter().find(|v| *v != "All").map(String::as_str).unwrap_or_default()
+                values
+                    .iter()
+                    .find(|v| *v != "All")
+                    .map(String::as_str)
+                    .unwrap_or_default()
             ))),
         }
     }
@@ -235,17 +252,28 @@ mod tests {
 
     #[test]
     fn refuses_unknown_paths() {
-        assert!(matches!(parse_path("/api/v1/namespaces/a/nodes"), Some(Err(_))));
+        assert!(matches!(
+            parse_path("/api/v1/namespaces/a/nodes"),
+            Some(Err(_))
+        ));
         assert!(matches!(parse_path("/apis/apps/v1/widgets"), Some(Err(_))));
         assert!(matches!(parse_path("/api/v1/pods/a/b/c/d"), Some(Err(_))));
-        assert!(matches!(parse_path("/apis/apps/v1/namespaces/a/deployments/d/exec"), Some(Err(_))));
+        assert!(matches!(
+            parse_path("/apis/apps/v1/namespaces/a/deployments/d/exec"),
+            Some(Err(_))
+        ));
         assert!(parse_path("/version").is_none());
-        assert!(matches!(parse_path("/apis"), Some(Ok(Target::Discovery(DiscoveryPath::Apis)))));
+        assert!(matches!(
+            parse_path("/apis"),
+            Some(Ok(Target::Discovery(DiscoveryPath::Apis)))
+        ));
     }
 
     #[test]
     fn decodes_queries() {
-        let q = Query::parse(Some("labelSelector=app%3Dweb%2Ctier+in+(a)&limit=5&dryRun=All&watch=1"));
+        let q = Query::parse(Some(
+            "labelSelector=app%3Dweb%2Ctier+in+(a)&limit=5&dryRun=All&watch=1",
+        ));
         assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
         assert_eq!(q.number("limit").ok().flatten(), Some(5));
         assert!(q.flag("watch"));

@@ -19,12 +19,16 @@ pub fn create(r: &ResourceRequest, ctx: &Ctx, body: &[u8]) -> Result<Response<Bo
     let status = match r.resource.kind {
         "SelfSubjectAccessReview" => {
             let spec = review.get("spec").cloned().unwrap_or(Value::Null);
-            if spec.get("resourceAttributes").is_none() && spec.get("nonResourceAttributes").is_none() {
+            if spec.get("resourceAttributes").is_none()
+                && spec.get("nonResourceAttributes").is_none()
+            {
                 return Err(ApiError::invalid(
                     r.resource,
                     r.resource.kind,
                     "",
-                    vec![super::status::FieldError::required("spec.resourceAttributes")],
+                    vec![super::status::FieldError::required(
+                        "spec.resourceAttributes",
+                    )],
                 ));
             }
             if admin {
@@ -40,7 +44,10 @@ pub fn create(r: &ResourceRequest, ctx: &Ctx, body: &[u8]) -> Result<Response<Bo
                     json!([{ "verbs": ["*"], "nonResourceURLs": ["*"] }]),
                 )
             } else {
-                (json!([]), json!([{ "verbs": ["get"], "nonResourceURLs": ["/version", "/healthz", "/livez", "/readyz"] }]))
+                (
+                    json!([]),
+                    json!([{ "verbs": ["get"], "nonResourceURLs": ["/version", "/healthz", "/livez", "/readyz"] }]),
+                )
             };
             json!({ "resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": false })
         }

@@ -46,27 +46,44 @@ pub fn qualified(resource: &Resource) -> String {
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     /// 404 for an object that does not exist.
     pub fn not_found(resource: &Resource, name: &str) -> ApiError {
         ApiError {
             details: Some(details(resource, name)),
-            ..ApiError::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(resource)))
+            ..ApiError::new(
+                404,
+                "NotFound",
+                format!("{} \"{name}\" not found", qualified(resource)),
+            )
         }
     }
 
     /// 404 for a path that names nothing Bramble serves.
     pub fn path_not_found() -> ApiError {
-        ApiError::new(404, "NotFound", "the server could not find the requested resource")
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     /// 404 because the namespace of a create does not exist.
     pub fn namespace_not_found(namespace: &str) -> ApiError {
         ApiError {
             details: Some(json!({ "name": namespace, "kind": "namespaces" })),
-            ..ApiError::new(404, "NotFound", format!("namespaces \"{namespace}\" not found"))
+            ..ApiError::new(
+                404,
+                "NotFound",
+                format!("namespaces \"{namespace}\" not found"),
+            )
         }
     }
 
@@ -74,7 +91,11 @@ impl ApiError {
     pub fn already_exists(resource: &Resource, name: &str) -> ApiError {
         ApiError {
             details: Some(details(resource, name)),
-            ..ApiError::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(resource)))
+            ..ApiError::new(
+                409,
+                "AlreadyExists",
+                format!("{} \"{name}\" already exists", qualified(resource)),
+            )
         }
     }
 
@@ -85,7 +106,10 @@ impl ApiError {
             ..ApiError::new(
                 409,
                 "Conflict",
-                format!("Operation cannot be fulfilled on {} \"{name}\": {why}", qualified(resource)),
+                format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                    qualified(resource)
+                ),
             )
         }
     }
@@ -106,8 +130,16 @@ impl ApiError {
     }
 
     /// 422 with the field errors as causes.
-    pub fn invalid(resource: &Resource, kind: &str, name: &str, causes: Vec<FieldError>) -> ApiError {
-        let summary: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
+    pub fn invalid(
+        resource: &Resource,
+        kind: &str,
+        name: &str,
+        causes: Vec<FieldError>,
+    ) -> ApiError {
+        let summary: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
         let mut d = details(resource, name);
         d["kind"] = json!(kind);
         d["causes"] = Value::Array(
@@ -118,7 +150,11 @@ impl ApiError {
         );
         ApiError {
             details: Some(d),
-            ..ApiError::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {}", summary.join(", ")))
+            ..ApiError::new(
+                422,
+                "Invalid",
+                format!("{kind} \"{name}\" is invalid: {}", summary.join(", ")),
+            )
         }
     }
 
@@ -142,7 +178,10 @@ impl ApiError {
         ApiError::new(
             405,
             "MethodNotAllowed",
-            format!("{verb} is not supported on resources of kind \"{}\"", qualified(resource)),
+            format!(
+                "{verb} is not supported on resources of kind \"{}\"",
+                qualified(resource)
+            ),
         )
     }
 
@@ -153,12 +192,20 @@ impl ApiError {
 
     /// 413 for a body over the limit.
     pub fn too_large(limit: usize) -> ApiError {
-        ApiError::new(413, "RequestEntityTooLarge", format!("the request body is larger than the limit of {limit} bytes"))
+        ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
     }
 
     /// 415 for a body or patch type the server does not take.
     pub fn unsupported_media_type(content_type: &str) -> ApiError {
-        ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format: {content_type}"))
+        ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format: {content_type}"),
+        )
     }
 
     /// 406 when no acceptable response type can be produced.
@@ -173,7 +220,11 @@ impl ApiError {
 
     /// 500: a fault of the server, never of the input.
     pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        ApiError::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
 
     /// 503 while the server is not ready for this request.
@@ -213,11 +264,19 @@ pub struct FieldError {
 impl FieldError {
     /// A required field is missing.
     pub fn required(field: impl Into<String>) -> FieldError {
-        FieldError { reason: "FieldValueRequired", field: field.into(), message: "Required value".into() }
+        FieldError {
+            reason: "FieldValueRequired",
+            field: field.into(),
+            message: "Required value".into(),
+        }
     }
 
     /// A field has a bad value.
-    pub fn invalid(field: impl Into<String>, value: &str, why: impl std::fmt::Display) -> FieldError {
+    pub fn invalid(
+        field: impl Into<String>,
+        value: &str,
+        why: impl std::fmt::Display,
+    ) -> FieldError {
         FieldError {
             reason: "FieldValueInvalid",
             field: field.into(),
@@ -227,7 +286,11 @@ impl FieldError {
 
     /// A field may not be set or changed.
     pub fn forbidden(field: impl Into<String>, why: impl Into<String>) -> FieldError {
-        FieldError { reason: "FieldValueForbidden", field: field.into(), message: format!("Forbidden: {}", why.into()) }
+        FieldError {
+            reason: "FieldValueForbidden",
+            field: field.into(),
+            message: format!("Forbidden: {}", why.into()),
+        }
     }
 
     /// Splits a whole field error ("metadata.name: Invalid value: …") into field and message.
@@ -240,13 +303,21 @@ impl FieldError {
         } else {
             "FieldValueInvalid"
         };
-        FieldError { reason, field: field.to_string(), message: message.to_string() }
+        FieldError {
+            reason,
+            field: field.to_string(),
+            message: message.to_string(),
+        }
     }
 
     /// A field that is not part of the schema (strict field validation).
     pub fn unknown(field: impl Into<String>) -> FieldError {
         let field = field.into();
-        FieldError { reason: "FieldValueInvalid", message: format!("unknown field \"{field}\""), field }
+        FieldError {
+            reason: "FieldValueInvalid",
+            message: format!("unknown field \"{field}\""),
+            field,
+        }
     }
 }
 
@@ -269,7 +340,9 @@ mod tests {
 
     #[test]
     fn statuses_have_the_shape_kubectl_reads() {
-        let Some(deploy) = lookup("apps", "v1", "deployments") else { panic!("no deployments") };
+        let Some(deploy) = lookup("apps", "v1", "deployments") else {
+            panic!("no deployments")
+        };
         let s = ApiError::not_found(deploy, "web").to_status();
         assert_eq!(s["code"], 404);
         assert_eq!(s["reason"], "NotFound");
@@ -277,9 +350,23 @@ mod tests {
         assert_eq!(s["details"]["kind"], "deployments");
         assert_eq!(s["details"]["group"], "apps");
 
-        let e = ApiError::invalid(deploy, "Deployment", "Bad", vec![FieldError::invalid("metadata.name", "Bad", "must be lower case")]);
+        let e = ApiError::invalid(
+            deploy,
+            "Deployment",
+            "Bad",
+            vec![FieldError::invalid(
+                "metadata.name",
+                "Bad",
+                "must be lower case",
+            )],
+        );
         assert_eq!(e.code, 422);
-        assert!(e.message.starts_with("Deployment \"Bad\" is invalid: metadata.name: Invalid value"));
-        assert_eq!(e.to_status()["details"]["causes"][0]["field"], "metadata.name");
+        assert!(e
+            .message
+            .starts_with("Deployment \"Bad\" is invalid: metadata.name: Invalid value"));
+        assert_eq!(
+            e.to_status()["details"]["causes"][0]["field"],
+            "metadata.name"
+        );
     }
 }

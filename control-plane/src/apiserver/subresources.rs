@@ -12,7 +12,13 @@ use super::status::{success_status, ApiError};
 use super::{ApiServer, Ctx};
 
 impl ApiServer {
-    pub(super) async fn subresource(&self, r: &ResourceRequest, sub: &str, ctx: Ctx, body: Incoming) -> Result<Response<Body>, ApiError> {
+    pub(super) async fn subresource(
+        &self,
+        r: &ResourceRequest,
+        sub: &str,
+        ctx: Ctx,
+        body: Incoming,
+    ) -> Result<Response<Body>, ApiError> {
         let res = r.resource;
         let Some(name) = r.name.clone() else {
             return Err(ApiError::path_not_found());
@@ -82,16 +88,34 @@ impl ApiServer {
                 let bytes = read_body(body).await?;
                 let eviction = decode_object(ctx.content_type.as_deref(), &bytes)?;
                 if meta_str(&eviction, "name").is_some_and(|n| n != name) {
-                    return Err(ApiError::bad_request("the name of the eviction does not match the pod on the URL"));
+                    return Err(ApiError::bad_request(
+                        "the name of the eviction does not match the pod on the URL",
+                    ));
                 }
                 let opts = DeleteOptions {
-                    grace_period: eviction.pointer("/deleteOptions/gracePeriodSeconds").and_then(Value::as_i64),
-                    uid: eviction.pointer("/deleteOptions/preconditions/uid").and_then(Value::as_str).map(str::to_string),
+                    grace_period: eviction
+                        .pointer("/deleteOptions/gracePeriodSeconds")
+                        .and_then(Value::as_i64),
+                    uid: eviction
+                        .pointer("/deleteOptions/preconditions/uid")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                     ..Default::default()
                 };
                 // No PodDisruptionBudgets are served, so nothing can block an eviction.
-                self.delete_object(res, r.namespace.as_deref(), &name, &opts, ctx.query.dry_run()?).await?;
-                Ok(object_response(201, &success_status(res, &name), ctx.output))
+                self.delete_object(
+                    res,
+                    r.namespace.as_deref(),
+                    &name,
+                    &opts,
+                    ctx.query.dry_run()?,
+                )
+                .await?;
+                Ok(object_response(
+                    201,
+                    &success_status(res, &name),
+                    ctx.output,
+                ))
             }
             ("binding", Method::POST) => {
                 let bytes = read_body(body).await?;
@@ -104,15 +128,27 @@ impl ApiServer {
                     .to_string();
                 self.update_object(r, &ctx, None, |current| {
                     let current = current.ok_or_else(|| ApiError::not_found(res, &name))?;
-                    if current.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
-                        return Err(ApiError::conflict(res, &name, "pod is already assigned to a node"));
+                    if current
+                        .pointer("/spec/nodeName")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| !n.is_empty())
+                    {
+                        return Err(ApiError::conflict(
+                            res,
+                            &name,
+                            "pod is already assigned to a node",
+                        ));
                     }
                     let mut next = current.clone();
                     next["spec"]["nodeName"] = json!(node);
                     Ok(next)
                 })
                 .await?;
-                Ok(object_response(201, &success_status(res, &name), ctx.output))
+                Ok(object_response(
+                    201,
+                    &success_status(res, &name),
+                    ctx.output,
+                ))
             }
             ("log", Method::GET) => {
                 self.fresh_cache().await?;
@@ -120,12 +156,17 @@ impl ApiServer {
                     .cache
                     .get(&objects::key(res, r.namespace.as_deref(), &name))
                     .ok_or_else(|| ApiError::not_found(res, &name))?;
-                let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+                let node = pod
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
                 // Logs travel over the node stream, which the node agent brings.
                 Err(ApiError::bad_request(if node.is_empty() {
                     format!("pod {name} is not scheduled to a node yet, so it has no logs")
                 } else {
-                    format!("logs of pod {name} are not available: node {node} has no agent connected")
+                    format!(
+                        "logs of pod {name} are not available: node {node} has no agent connected"
+                    )
                 }))
             }
             (_, m) => Err(ApiError::method_not_supported(res, m.as_str())),

@@ -36,7 +36,9 @@ pub struct Normalized {
 /// here pass through unchanged.
 pub fn normalize(kind: &str, value: Value) -> Result<Normalized, DecodeError> {
     match kind {
-        "Pod" => typed::<core::Pod>(value, |p| p.spec.as_mut().into_iter().for_each(default_pod_spec)),
+        "Pod" => typed::<core::Pod>(value, |p| {
+            p.spec.as_mut().into_iter().for_each(default_pod_spec)
+        }),
         "Namespace" => typed::<core::Namespace>(value, default_namespace),
         "Node" => typed::<core::Node>(value, |_| {}),
         "Service" => typed::<core::Service>(value, default_service),
@@ -45,7 +47,9 @@ pub fn normalize(kind: &str, value: Value) -> Result<Normalized, DecodeError> {
         "Secret" => typed::<core::Secret>(value, default_secret),
         "Event" => typed::<core::Event>(value, |_| {}),
         "ServiceAccount" => typed::<core::ServiceAccount>(value, |_| {}),
-        "ReplicationController" => typed::<core::ReplicationController>(value, default_replication_controller),
+        "ReplicationController" => {
+            typed::<core::ReplicationController>(value, default_replication_controller)
+        }
         "Deployment" => typed::<apps::Deployment>(value, default_deployment),
         "ReplicaSet" => typed::<apps::ReplicaSet>(value, default_replica_set),
         "DaemonSet" => typed::<apps::DaemonSet>(value, default_daemon_set),
@@ -54,23 +58,37 @@ pub fn normalize(kind: &str, value: Value) -> Result<Normalized, DecodeError> {
         "Lease" => typed::<coordination::Lease>(value, |_| {}),
         "RuntimeClass" => typed::<node::RuntimeClass>(value, |_| {}),
         "EndpointSlice" => typed::<discovery::EndpointSlice>(value, |_| {}),
-        _ => Ok(Normalized { object: value, unknown_fields: Vec::new() }),
+        _ => Ok(Normalized {
+            object: value,
+            unknown_fields: Vec::new(),
+        }),
     }
 }
 
-fn typed<T: DeserializeOwned + Serialize>(value: Value, defaults: impl FnOnce(&mut T)) -> Result<Normalized, DecodeError> {
+fn typed<T: DeserializeOwned + Serialize>(
+    value: Value,
+    defaults: impl FnOnce(&mut T),
+) -> Result<Normalized, DecodeError> {
     let mut obj: T = serde_path_to_error::deserialize(&value).map_err(|e| DecodeError {
         path: e.path().to_string(),
         message: format!("{}: {}", e.path(), e.inner()),
     })?;
-    let encode = |obj: &T| serde_json::to_value(obj).map_err(|e| DecodeError { path: String::new(), message: e.to_string() });
+    let encode = |obj: &T| {
+        serde_json::to_value(obj).map_err(|e| DecodeError {
+            path: String::new(),
+            message: e.to_string(),
+        })
+    };
     // Unknown fields are found before defaulting, which may legitimately move fields (a
     // Secret's stringData goes into data).
     let mut unknown_fields = Vec::new();
     unknown(&value, &encode(&obj)?, "", &mut unknown_fields);
     defaults(&mut obj);
     let object = encode(&obj)?;
-    Ok(Normalized { object, unknown_fields })
+    Ok(Normalized {
+        object,
+        unknown_fields,
+    })
 }
 
 /// Collects paths present in `input` but absent from the typed round trip `typed`. A field that
@@ -80,7 +98,11 @@ fn unknown(input: &Value, typed: &Value, prefix: &str, out: &mut Vec<String>) {
     match (input, typed) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in a {
-                let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 match b.get(k) {
                     Some(t) => unknown(v, t, &path, out),
                     None if v.is_null() || is_empty(v) || is_free_form(prefix) => {}
@@ -108,7 +130,18 @@ fn is_free_form(prefix: &str) -> bool {
     let last = prefix.rsplit('.').next().unwrap_or(prefix);
     matches!(
         last,
-        "labels" | "annotations" | "data" | "binaryData" | "stringData" | "selector" | "matchLabels" | "nodeSelector" | "capacity" | "allocatable" | "limits" | "requests"
+        "labels"
+            | "annotations"
+            | "data"
+            | "binaryData"
+            | "stringData"
+            | "selector"
+            | "matchLabels"
+            | "nodeSelector"
+            | "capacity"
+            | "allocatable"
+            | "limits"
+            | "requests"
     )
 }
 
@@ -161,28 +194,47 @@ fn default_service(svc: &mut core::Service) {
 pub fn default_pod_spec(spec: &mut core::PodSpec) {
     spec.restart_policy.get_or_insert_with(|| "Always".into());
     spec.dns_policy.get_or_insert_with(|| "ClusterFirst".into());
-    spec.scheduler_name.get_or_insert_with(|| "default-scheduler".into());
+    spec.scheduler_name
+        .get_or_insert_with(|| "default-scheduler".into());
     spec.termination_grace_period_seconds.get_or_insert(30);
     spec.security_context.get_or_insert_with(Default::default);
     spec.enable_service_links.get_or_insert(true);
-    spec.preemption_policy.get_or_insert_with(|| "PreemptLowerPriority".into());
+    spec.preemption_policy
+        .get_or_insert_with(|| "PreemptLowerPriority".into());
     spec.priority.get_or_insert(0);
     if let Some(account) = &spec.service_account_name {
         spec.service_account.get_or_insert_with(|| account.clone());
     }
-    for c in spec.init_containers.iter_mut().flatten().chain(spec.containers.iter_mut()) {
+    for c in spec
+        .init_containers
+        .iter_mut()
+        .flatten()
+        .chain(spec.containers.iter_mut())
+    {
         default_container(c);
     }
 }
 
 fn default_container(c: &mut core::Container) {
-    c.termination_message_path.get_or_insert_with(|| "/dev/termination-log".into());
-    c.termination_message_policy.get_or_insert_with(|| "File".into());
+    c.termination_message_path
+        .get_or_insert_with(|| "/dev/termination-log".into());
+    c.termination_message_policy
+        .get_or_insert_with(|| "File".into());
     if c.image_pull_policy.is_none() {
         let image = c.image.as_deref().unwrap_or("");
-        let tag_latest = image.rsplit_once(':').map(|(_, t)| t == "latest" || t.contains('/')).unwrap_or(true);
+        let tag_latest = image
+            .rsplit_once(':')
+            .map(|(_, t)| t == "latest" || t.contains('/'))
+            .unwrap_or(true);
         let by_digest = image.contains('@');
-        c.image_pull_policy = Some(if tag_latest && !by_digest { "Always" } else { "IfNotPresent" }.into());
+        c.image_pull_policy = Some(
+            if tag_latest && !by_digest {
+                "Always"
+            } else {
+                "IfNotPresent"
+            }
+            .into(),
+        );
     }
     for p in c.ports.iter_mut().flatten() {
         p.protocol.get_or_insert_with(|| "TCP".into());
@@ -205,8 +257,10 @@ fn default_deployment(d: &mut apps::Deployment) {
     let kind = strategy.type_.get_or_insert_with(|| "RollingUpdate".into());
     if kind == "RollingUpdate" {
         let ru = strategy.rolling_update.get_or_insert_with(Default::default);
-        ru.max_surge.get_or_insert_with(|| IntOrString::String("25%".into()));
-        ru.max_unavailable.get_or_insert_with(|| IntOrString::String("25%".into()));
+        ru.max_surge
+            .get_or_insert_with(|| IntOrString::String("25%".into()));
+        ru.max_unavailable
+            .get_or_insert_with(|| IntOrString::String("25%".into()));
     }
     default_template(&mut spec.template);
 }
@@ -240,23 +294,33 @@ fn default_daemon_set(ds: &mut apps::DaemonSet) {
 }
 
 fn default_stateful_set(sts: &mut apps::StatefulSet) {
-    let Some(spec) = sts.spec.as_mut() else { return };
+    let Some(spec) = sts.spec.as_mut() else {
+        return;
+    };
     spec.replicas.get_or_insert(1);
     spec.revision_history_limit.get_or_insert(10);
-    spec.pod_management_policy.get_or_insert_with(|| "OrderedReady".into());
+    spec.pod_management_policy
+        .get_or_insert_with(|| "OrderedReady".into());
     let strategy = spec.update_strategy.get_or_insert_with(Default::default);
     if strategy.type_.get_or_insert_with(|| "RollingUpdate".into()) == "RollingUpdate" {
-        strategy.rolling_update.get_or_insert_with(Default::default).partition.get_or_insert(0);
+        strategy
+            .rolling_update
+            .get_or_insert_with(Default::default)
+            .partition
+            .get_or_insert(0);
     }
     default_template(&mut spec.template);
 }
 
 fn default_job(job: &mut batch::Job) {
-    let Some(spec) = job.spec.as_mut() else { return };
+    let Some(spec) = job.spec.as_mut() else {
+        return;
+    };
     spec.backoff_limit.get_or_insert(6);
     spec.completions.get_or_insert(1);
     spec.parallelism.get_or_insert(1);
-    spec.completion_mode.get_or_insert_with(|| "NonIndexed".into());
+    spec.completion_mode
+        .get_or_insert_with(|| "NonIndexed".into());
     spec.suspend.get_or_insert(false);
     spec.manual_selector.get_or_insert(false);
     if let Some(pod) = spec.template.spec.as_mut() {
@@ -274,9 +338,14 @@ mod tests {
         let d = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},
             "spec":{"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},
             "spec":{"containers":[{"name":"web","image":"nginx:1.27","ports":[{"containerPort":80}]}]}}}});
-        let n = normalize("Deployment", d).map_err(|e| e.message).unwrap_or_else(|e| panic!("{e}"));
+        let n = normalize("Deployment", d)
+            .map_err(|e| e.message)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(n.object["spec"]["replicas"], 1);
-        assert_eq!(n.object["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+        assert_eq!(
+            n.object["spec"]["strategy"]["rollingUpdate"]["maxSurge"],
+            "25%"
+        );
         let c = &n.object["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(c["imagePullPolicy"], "IfNotPresent");
         assert_eq!(c["ports"][0]["protocol"], "TCP");
@@ -287,8 +356,16 @@ mod tests {
     fn finds_unknown_fields_and_type_errors_with_their_path() {
         let p = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":{"any":"x"}},
             "spec":{"containers":[{"name":"c","image":"i","bogus":1}],"extra":{"a":1}}});
-        let n = normalize("Pod", p).map_err(|e| e.message).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(n.unknown_fields, vec!["spec.containers[0].bogus".to_string(), "spec.extra".to_string()]);
+        let n = normalize("Pod", p)
+            .map_err(|e| e.message)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            n.unknown_fields,
+            vec![
+                "spec.containers[0].bogus".to_string(),
+                "spec.extra".to_string()
+            ]
+        );
 
         let bad = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},"spec":{"replicas":"three"}});
         let e = normalize("Deployment", bad).err().map(|e| e.path);
@@ -298,7 +375,9 @@ mod tests {
     #[test]
     fn secret_string_data_moves_into_data() {
         let s = json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"s"},"stringData":{"k":"v"}});
-        let n = normalize("Secret", s).map_err(|e| e.message).unwrap_or_else(|e| panic!("{e}"));
+        let n = normalize("Secret", s)
+            .map_err(|e| e.message)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(n.object["data"]["k"], "dg==");
         assert_eq!(n.object["type"], "Opaque");
         assert!(n.object.get("stringData").is_none());

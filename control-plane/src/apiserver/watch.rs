@@ -33,11 +33,19 @@ struct Encoder {
 impl Encoder {
     fn event(&self, kind: &str, object: &Value) -> Bytes {
         let object = if self.output == Output::Table {
-            table::to_table(self.resource, std::slice::from_ref(object), json!({}), self.include, true, std::time::SystemTime::now())
+            table::to_table(
+                self.resource,
+                std::slice::from_ref(object),
+                json!({}),
+                self.include,
+                true,
+                std::time::SystemTime::now(),
+            )
         } else {
             object.clone()
         };
-        let mut line = serde_json::to_vec(&json!({ "type": kind, "object": object })).unwrap_or_default();
+        let mut line =
+            serde_json::to_vec(&json!({ "type": kind, "object": object })).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
@@ -48,13 +56,15 @@ impl Encoder {
             "apiVersion": self.resource.api_version(),
             "metadata": { "resourceVersion": revision.to_string() },
         });
-        let mut line = serde_json::to_vec(&json!({ "type": "BOOKMARK", "object": object })).unwrap_or_default();
+        let mut line = serde_json::to_vec(&json!({ "type": "BOOKMARK", "object": object }))
+            .unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
 
     fn error(&self, err: &ApiError) -> Bytes {
-        let mut line = serde_json::to_vec(&json!({ "type": "ERROR", "object": err.to_status() })).unwrap_or_default();
+        let mut line = serde_json::to_vec(&json!({ "type": "ERROR", "object": err.to_status() }))
+            .unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
@@ -65,7 +75,10 @@ impl Encoder {
 /// ADDED, as Kubernetes does.
 fn translate<'a>(filter: &Filter, change: &'a Change) -> Option<(&'static str, &'a Value)> {
     let now = filter.matches(&change.object);
-    let before = change.previous.as_deref().is_some_and(|p| filter.matches(p));
+    let before = change
+        .previous
+        .as_deref()
+        .is_some_and(|p| filter.matches(p));
     match change.kind {
         ChangeKind::Added => now.then_some(("ADDED", &*change.object)),
         ChangeKind::Deleted => (now || before).then_some(("DELETED", &*change.object)),
@@ -80,7 +93,11 @@ fn translate<'a>(filter: &Filter, change: &'a Change) -> Option<(&'static str, &
 
 impl ApiServer {
     /// GET …?watch=true.
-    pub(super) async fn watch(&self, r: &ResourceRequest, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
+    pub(super) async fn watch(
+        &self,
+        r: &ResourceRequest,
+        ctx: &Ctx,
+    ) -> Result<Response<Body>, ApiError> {
         let filter = Filter::from_ctx(r.resource, ctx)?;
         let rv = ctx.query.get("resourceVersion").unwrap_or("");
         let start = match rv {
@@ -89,28 +106,36 @@ impl ApiServer {
                 WatchStart::Now
             }
             "0" => WatchStart::Now,
-            other => WatchStart::After(
-                other
-                    .parse()
-                    .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {other:?}: not an integer")))?,
-            ),
+            other => WatchStart::After(other.parse().map_err(|_| {
+                ApiError::bad_request(format!("invalid resourceVersion {other:?}: not an integer"))
+            })?),
         };
-        let timeout = ctx.query.number("timeoutSeconds")?.filter(|s| *s > 0).map(|s| Duration::from_secs(s as u64));
+        let timeout = ctx
+            .query
+            .number("timeoutSeconds")?
+            .filter(|s| *s > 0)
+            .map(|s| Duration::from_secs(s as u64));
         let bookmarks = ctx.query.flag("allowWatchBookmarks");
         let prefix = match (filter.single_name(), r.namespace.as_deref()) {
             // A watch of one object only needs that key.
-            (Some(name), ns) if ns.is_some() || !r.resource.namespaced => objects::key(r.resource, ns, name),
+            (Some(name), ns) if ns.is_some() || !r.resource.namespaced => {
+                objects::key(r.resource, ns, name)
+            }
             _ => objects::prefix(r.resource, r.namespace.as_deref()),
         };
         let encoder = Encoder {
             resource: r.resource,
             output: ctx.output,
-            include: IncludeObject::from_query(ctx.query.get("includeObject")).map_err(|e| ApiError::bad_request(e.to_string()))?,
+            include: IncludeObject::from_query(ctx.query.get("includeObject"))
+                .map_err(|e| ApiError::bad_request(e.to_string()))?,
         };
         let (tx, rx) = mpsc::channel::<Bytes>(256);
         match self.cache.watch(&prefix, start) {
             Err(too_old) => {
-                let err = ApiError::expired(format!("too old resource version: {} ({})", too_old.asked, too_old.oldest));
+                let err = ApiError::expired(format!(
+                    "too old resource version: {} ({})",
+                    too_old.asked, too_old.oldest
+                ));
                 let _ = tx.try_send(encoder.error(&err));
                 drop(tx);
             }
@@ -131,7 +156,9 @@ impl ApiServer {
                     let mut bookmark_tick = tokio::time::interval(BOOKMARK_INTERVAL);
                     bookmark_tick.tick().await;
                     loop {
-                        let sleep_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400 * 365));
+                        let sleep_until = deadline.unwrap_or_else(|| {
+                            tokio::time::Instant::now() + Duration::from_secs(86400 * 365)
+                        });
                         let next: Result<Arc<Change>, broadcast::error::RecvError> = tokio::select! {
                             _ = shutdown.cancelled() => return,
                             _ = tx.closed() => return,
@@ -148,7 +175,11 @@ impl ApiServer {
                                     continue;
                                 }
                                 last = change.revision;
-                                let in_scope = if exact_key { change.key == prefix } else { change.key.starts_with(&prefix) };
+                                let in_scope = if exact_key {
+                                    change.key == prefix
+                                } else {
+                                    change.key.starts_with(&prefix)
+                                };
                                 if !in_scope {
                                     continue;
                                 }
@@ -172,11 +203,19 @@ impl ApiServer {
             }
         }
         let stream = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|bytes| (Ok::<_, std::convert::Infallible>(Frame::data(bytes)), rx))
+            rx.recv()
+                .await
+                .map(|bytes| (Ok::<_, std::convert::Infallible>(Frame::data(bytes)), rx))
         });
         let mut resp = Response::new(StreamBody::new(stream).boxed());
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, private"),
+        );
         Ok(resp)
     }
 }

@@ -7,7 +7,10 @@ use http::Response;
 use serde_json::{json, Value};
 
 use super::http::{decode_object, decode_yaml, media_type, object_response, with_warnings, Body};
-use super::objects::{self, check, check_kind, check_namespace, comparable, meta_str, prepare_create, prepare_update, FieldValidation};
+use super::objects::{
+    self, check, check_kind, check_namespace, comparable, meta_str, prepare_create, prepare_update,
+    FieldValidation,
+};
 use super::request::ResourceRequest;
 use super::resources::{lookup, Resource};
 use super::status::ApiError;
@@ -23,7 +26,9 @@ pub fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Compacted { .. } => ApiError::expired(format!("{e}")),
         StoreError::ValueTooLarge { .. } => ApiError::too_large(crate::store::MAX_VALUE_BYTES),
-        StoreError::KeyTooLong { .. } => ApiError::bad_request(format!("the object's name makes its storage key too long: {e}")),
+        StoreError::KeyTooLong { .. } => ApiError::bad_request(format!(
+            "the object's name makes its storage key too long: {e}"
+        )),
         other => ApiError::internal(format!("storage error: {other}")),
     }
 }
@@ -41,7 +46,9 @@ pub struct Written {
 /// The field manager of a write: `fieldManager`, or the client's program name.
 fn manager(ctx: &Ctx) -> Result<String, ApiError> {
     match ctx.query.get("fieldManager") {
-        Some(m) if m.len() > 128 => Err(ApiError::bad_request("fieldManager is longer than 128 characters")),
+        Some(m) if m.len() > 128 => Err(ApiError::bad_request(
+            "fieldManager is longer than 128 characters",
+        )),
         Some(m) if !m.is_empty() => Ok(m.to_string()),
         _ => Ok(ctx.user_agent_program()),
     }
@@ -51,7 +58,10 @@ impl Ctx {
     /// The context of a write the control plane makes on its own behalf.
     pub fn internal(manager: &str) -> Ctx {
         Ctx {
-            identity: super::auth::Identity { user: format!("system:{manager}"), groups: vec![crate::pki::ADMIN_GROUP.into()] },
+            identity: super::auth::Identity {
+                user: format!("system:{manager}"),
+                groups: vec![crate::pki::ADMIN_GROUP.into()],
+            },
             method: http::Method::PATCH,
             query: super::request::Query::parse(Some(&format!("fieldManager={manager}"))),
             accept: None,
@@ -77,7 +87,12 @@ impl Ctx {
 
 impl ApiServer {
     /// Checks that `namespace` exists and is not being deleted, before creating in it.
-    pub(super) async fn check_namespace_open(&self, resource: &Resource, name: &str, namespace: &str) -> Result<(), ApiError> {
+    pub(super) async fn check_namespace_open(
+        &self,
+        resource: &Resource,
+        name: &str,
+        namespace: &str,
+    ) -> Result<(), ApiError> {
         let Some(namespaces) = lookup("", "v1", "namespaces") else {
             return Err(ApiError::internal("namespaces are not registered"));
         };
@@ -98,20 +113,44 @@ impl ApiServer {
     }
 
     /// POST to a collection.
-    pub(super) async fn create(&self, r: &ResourceRequest, ctx: &Ctx, body: &[u8]) -> Result<Response<Body>, ApiError> {
+    pub(super) async fn create(
+        &self,
+        r: &ResourceRequest,
+        ctx: &Ctx,
+        body: &[u8],
+    ) -> Result<Response<Body>, ApiError> {
         let object = decode_object(ctx.content_type.as_deref(), body)?;
-        let written = self.create_object(r.resource, r.namespace.as_deref(), object, ctx).await?;
-        Ok(with_warnings(object_response(201, &written.object, ctx.output), &written.warnings))
+        let written = self
+            .create_object(r.resource, r.namespace.as_deref(), object, ctx)
+            .await?;
+        Ok(with_warnings(
+            object_response(201, &written.object, ctx.output),
+            &written.warnings,
+        ))
     }
 
     /// Creates `object` in `namespace`: the one path every create takes.
-    pub(super) async fn create_object(&self, resource: &'static Resource, namespace: Option<&str>, object: Value, ctx: &Ctx) -> Result<Written, ApiError> {
-        self.create_tracked(resource, namespace, object, ctx, true).await
+    pub(super) async fn create_object(
+        &self,
+        resource: &'static Resource,
+        namespace: Option<&str>,
+        object: Value,
+        ctx: &Ctx,
+    ) -> Result<Written, ApiError> {
+        self.create_tracked(resource, namespace, object, ctx, true)
+            .await
     }
 
     /// Creates `object`; `track_update` records the writer as an Update manager (server-side
     /// apply has already recorded its Apply entry and passes false).
-    async fn create_tracked(&self, resource: &'static Resource, namespace: Option<&str>, mut object: Value, ctx: &Ctx, track_update: bool) -> Result<Written, ApiError> {
+    async fn create_tracked(
+        &self,
+        resource: &'static Resource,
+        namespace: Option<&str>,
+        mut object: Value,
+        ctx: &Ctx,
+        track_update: bool,
+    ) -> Result<Written, ApiError> {
         let validation = FieldValidation::parse(ctx.query.get("fieldValidation"))?;
         let dry_run = ctx.query.dry_run()?;
         check_kind(resource, &mut object)?;
@@ -129,23 +168,44 @@ impl ApiServer {
         }
         let key = objects::key(resource, namespace, &name);
         if dry_run {
-            return Ok(Written { object, created: true, warnings: checked.warnings });
+            return Ok(Written {
+                object,
+                created: true,
+                warnings: checked.warnings,
+            });
         }
         let txn = Txn {
             compare: vec![Compare::Absent { key: key.clone() }],
-            success: vec![Op::Put { key: key.clone(), value: objects::to_stored(&object)? }],
+            success: vec![Op::Put {
+                key: key.clone(),
+                value: objects::to_stored(&object)?,
+            }],
             failure: vec![],
         };
         let resp = self.store.txn(txn).await.map_err(store_error)?;
         if !resp.succeeded {
             return Err(ApiError::already_exists(resource, &name));
         }
-        objects::set_meta(&mut object, "resourceVersion", json!(resp.revision.to_string()));
-        Ok(Written { object, created: true, warnings: checked.warnings })
+        objects::set_meta(
+            &mut object,
+            "resourceVersion",
+            json!(resp.revision.to_string()),
+        );
+        Ok(Written {
+            object,
+            created: true,
+            warnings: checked.warnings,
+        })
     }
 
     /// PUT of an object (or of its status).
-    pub(super) async fn replace(&self, r: &ResourceRequest, ctx: &Ctx, body: &[u8], subresource: Option<&str>) -> Result<Response<Body>, ApiError> {
+    pub(super) async fn replace(
+        &self,
+        r: &ResourceRequest,
+        ctx: &Ctx,
+        body: &[u8],
+        subresource: Option<&str>,
+    ) -> Result<Response<Body>, ApiError> {
         let body = decode_object(ctx.content_type.as_deref(), body)?;
         let name = r.name.clone().unwrap_or_default();
         if meta_str(&body, "name").is_some_and(|n| n != name) {
@@ -157,11 +217,20 @@ impl ApiServer {
         let written = self
             .update_object(r, ctx, subresource, |_current| Ok(body.clone()))
             .await?;
-        Ok(with_warnings(object_response(200, &written.object, ctx.output), &written.warnings))
+        Ok(with_warnings(
+            object_response(200, &written.object, ctx.output),
+            &written.warnings,
+        ))
     }
 
     /// PATCH of an object (or of its status).
-    pub(super) async fn patch(&self, r: &ResourceRequest, ctx: &Ctx, body: &[u8], subresource: Option<&str>) -> Result<Response<Body>, ApiError> {
+    pub(super) async fn patch(
+        &self,
+        r: &ResourceRequest,
+        ctx: &Ctx,
+        body: &[u8],
+        subresource: Option<&str>,
+    ) -> Result<Response<Body>, ApiError> {
         let media = media_type(ctx.content_type.as_deref());
         let kind = r.resource.kind;
         let written = match media.as_str() {
@@ -170,7 +239,12 @@ impl ApiServer {
                 if !applied.is_object() {
                     return Err(ApiError::bad_request("the apply patch must be an object"));
                 }
-                let Some(manager) = ctx.query.get("fieldManager").filter(|m| !m.is_empty()).map(str::to_string) else {
+                let Some(manager) = ctx
+                    .query
+                    .get("fieldManager")
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_string)
+                else {
                     return Err(ApiError::invalid(
                         r.resource,
                         kind,
@@ -179,23 +253,30 @@ impl ApiServer {
                     ));
                 };
                 let force = ctx.query.flag("force");
-                self.apply_object(r, ctx, subresource, applied, &manager, force).await?
+                self.apply_object(r, ctx, subresource, applied, &manager, force)
+                    .await?
             }
             "application/json-patch+json" => {
-                let ops: json_patch::Patch = serde_json::from_slice(body)
-                    .map_err(|e| ApiError::bad_request(format!("the JSON patch is not valid: {e}")))?;
+                let ops: json_patch::Patch = serde_json::from_slice(body).map_err(|e| {
+                    ApiError::bad_request(format!("the JSON patch is not valid: {e}"))
+                })?;
                 self.update_object(r, ctx, subresource, |current| {
                     let mut doc = current.cloned().unwrap_or(Value::Null);
-                    json_patch::patch(&mut doc, &ops).map_err(|e| ApiError::unprocessable_patch(r.resource, r.name.as_deref(), &e.to_string()))?;
+                    json_patch::patch(&mut doc, &ops).map_err(|e| {
+                        ApiError::unprocessable_patch(r.resource, r.name.as_deref(), &e.to_string())
+                    })?;
                     Ok(doc)
                 })
                 .await?
             }
             "application/merge-patch+json" => {
-                let merge: Value = serde_json::from_slice(body)
-                    .map_err(|e| ApiError::bad_request(format!("the merge patch is not valid JSON: {e}")))?;
+                let merge: Value = serde_json::from_slice(body).map_err(|e| {
+                    ApiError::bad_request(format!("the merge patch is not valid JSON: {e}"))
+                })?;
                 if !merge.is_object() {
-                    return Err(ApiError::bad_request("the merge patch must be a JSON object"));
+                    return Err(ApiError::bad_request(
+                        "the merge patch must be a JSON object",
+                    ));
                 }
                 self.update_object(r, ctx, subresource, |current| {
                     let mut doc = current.cloned().unwrap_or(Value::Null);
@@ -205,29 +286,48 @@ impl ApiServer {
                 .await?
             }
             "application/strategic-merge-patch+json" => {
-                let smp: Value = serde_json::from_slice(body)
-                    .map_err(|e| ApiError::bad_request(format!("the strategic merge patch is not valid JSON: {e}")))?;
+                let smp: Value = serde_json::from_slice(body).map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "the strategic merge patch is not valid JSON: {e}"
+                    ))
+                })?;
                 if !smp.is_object() {
-                    return Err(ApiError::bad_request("the strategic merge patch must be a JSON object"));
+                    return Err(ApiError::bad_request(
+                        "the strategic merge patch must be a JSON object",
+                    ));
                 }
                 self.update_object(r, ctx, subresource, |current| {
                     let doc = current.cloned().unwrap_or(Value::Null);
-                    patch::strategic_merge_patch(kind, &doc, &smp)
-                        .map_err(|e| ApiError::unprocessable_patch(r.resource, r.name.as_deref(), &e.to_string()))
+                    patch::strategic_merge_patch(kind, &doc, &smp).map_err(|e| {
+                        ApiError::unprocessable_patch(r.resource, r.name.as_deref(), &e.to_string())
+                    })
                 })
                 .await?
             }
             other => return Err(ApiError::unsupported_media_type(other)),
         };
         let status = if written.created { 201 } else { 200 };
-        Ok(with_warnings(object_response(status, &written.object, ctx.output), &written.warnings))
+        Ok(with_warnings(
+            object_response(status, &written.object, ctx.output),
+            &written.warnings,
+        ))
     }
 
-    async fn apply_object(&self, r: &ResourceRequest, ctx: &Ctx, subresource: Option<&str>, mut applied: Value, manager: &str, force: bool) -> Result<Written, ApiError> {
+    async fn apply_object(
+        &self,
+        r: &ResourceRequest,
+        ctx: &Ctx,
+        subresource: Option<&str>,
+        mut applied: Value,
+        manager: &str,
+        force: bool,
+    ) -> Result<Written, ApiError> {
         check_kind(r.resource, &mut applied)?;
         let name = r.name.clone().unwrap_or_default();
         if meta_str(&applied, "name").is_some_and(|n| n != name) {
-            return Err(ApiError::bad_request("the name of the applied object does not match the name on the URL"));
+            return Err(ApiError::bad_request(
+                "the name of the applied object does not match the name on the URL",
+            ));
         }
         let key = objects::key(r.resource, r.namespace.as_deref(), &name);
         let exists = self.store.get(&key).await.map_err(store_error)?.is_some();
@@ -238,9 +338,12 @@ impl ApiServer {
             let now = objects::now_rfc3339();
             let mut fresh = applied.clone();
             objects::set_meta(&mut fresh, "name", json!(name));
-            let merged = patch::server_side_apply(r.resource.kind, None, &fresh, manager, force, &now)
-                .map_err(|e| apply_error(r.resource, &name, e))?;
-            return self.create_tracked(r.resource, r.namespace.as_deref(), merged, ctx, false).await;
+            let merged =
+                patch::server_side_apply(r.resource.kind, None, &fresh, manager, force, &now)
+                    .map_err(|e| apply_error(r.resource, &name, e))?;
+            return self
+                .create_tracked(r.resource, r.namespace.as_deref(), merged, ctx, false)
+                .await;
         }
         self.update_object_with(r, ctx, subresource, false, |current| {
             let now = objects::now_rfc3339();
@@ -251,11 +354,23 @@ impl ApiServer {
     }
 
     /// An update made by the control plane itself (controllers), recorded under `manager`.
-    pub async fn internal_update<F>(&self, resource: &'static Resource, namespace: Option<&str>, name: &str, manager: &str, mut mutate: F) -> Result<Value, ApiError>
+    pub async fn internal_update<F>(
+        &self,
+        resource: &'static Resource,
+        namespace: Option<&str>,
+        name: &str,
+        manager: &str,
+        mut mutate: F,
+    ) -> Result<Value, ApiError>
     where
         F: FnMut(&Value) -> Result<Value, ApiError>,
     {
-        let request = ResourceRequest { resource, namespace: namespace.map(str::to_string), name: Some(name.to_string()), subresource: None };
+        let request = ResourceRequest {
+            resource,
+            namespace: namespace.map(str::to_string),
+            name: Some(name.to_string()),
+            subresource: None,
+        };
         let ctx = Ctx::internal(manager);
         let written = self
             .update_object(&request, &ctx, None, |current| match current {
@@ -267,14 +382,28 @@ impl ApiServer {
     }
 
     /// Updates an object through `mutate`, which gets the current object and returns the new one.
-    pub(super) async fn update_object<F>(&self, r: &ResourceRequest, ctx: &Ctx, subresource: Option<&str>, mutate: F) -> Result<Written, ApiError>
+    pub(super) async fn update_object<F>(
+        &self,
+        r: &ResourceRequest,
+        ctx: &Ctx,
+        subresource: Option<&str>,
+        mutate: F,
+    ) -> Result<Written, ApiError>
     where
         F: FnMut(Option<&Value>) -> Result<Value, ApiError>,
     {
-        self.update_object_with(r, ctx, subresource, true, mutate).await
+        self.update_object_with(r, ctx, subresource, true, mutate)
+            .await
     }
 
-    async fn update_object_with<F>(&self, r: &ResourceRequest, ctx: &Ctx, subresource: Option<&str>, track_update: bool, mut mutate: F) -> Result<Written, ApiError>
+    async fn update_object_with<F>(
+        &self,
+        r: &ResourceRequest,
+        ctx: &Ctx,
+        subresource: Option<&str>,
+        track_update: bool,
+        mut mutate: F,
+    ) -> Result<Written, ApiError>
     where
         F: FnMut(Option<&Value>) -> Result<Value, ApiError>,
     {
@@ -292,7 +421,9 @@ impl ApiServer {
             let mut new = mutate(Some(&current))?;
             check_kind(resource, &mut new)?;
             check_namespace(resource, r.namespace.as_deref(), &mut new)?;
-            let precondition = meta_str(&new, "resourceVersion").filter(|rv| !rv.is_empty()).map(str::to_string);
+            let precondition = meta_str(&new, "resourceVersion")
+                .filter(|rv| !rv.is_empty())
+                .map(str::to_string);
             if let Some(rv) = &precondition {
                 if *rv != kv.mod_revision.to_string() {
                     return Err(ApiError::conflict(resource, &name, "the object has been modified; please apply your changes to the latest version and try again"));
@@ -307,34 +438,63 @@ impl ApiServer {
             }
             if comparable(&new) == comparable(&current) {
                 // Nothing changed: Kubernetes does not write, and keeps the resourceVersion.
-                return Ok(Written { object: current, created: false, warnings: checked.warnings });
+                return Ok(Written {
+                    object: current,
+                    created: false,
+                    warnings: checked.warnings,
+                });
             }
             let finished = objects::meta_str(&new, "deletionTimestamp").is_some()
-                && new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(|f| f.is_empty())
+                && new
+                    .pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_none_or(|f| f.is_empty())
                 && !super::delete::awaits_node(resource, &new);
             if dry_run {
-                return Ok(Written { object: new, created: false, warnings: checked.warnings });
+                return Ok(Written {
+                    object: new,
+                    created: false,
+                    warnings: checked.warnings,
+                });
             }
             let op = if finished {
                 Op::Delete { key: key.clone() }
             } else {
-                Op::Put { key: key.clone(), value: objects::to_stored(&new)? }
+                Op::Put {
+                    key: key.clone(),
+                    value: objects::to_stored(&new)?,
+                }
             };
             let txn = Txn {
-                compare: vec![Compare::ModRevision { key: key.clone(), equals: kv.mod_revision }],
+                compare: vec![Compare::ModRevision {
+                    key: key.clone(),
+                    equals: kv.mod_revision,
+                }],
                 success: vec![op],
                 failure: vec![],
             };
             let resp = self.store.txn(txn).await.map_err(store_error)?;
             if resp.succeeded {
-                objects::set_meta(&mut new, "resourceVersion", json!(resp.revision.to_string()));
-                return Ok(Written { object: new, created: false, warnings: checked.warnings });
+                objects::set_meta(
+                    &mut new,
+                    "resourceVersion",
+                    json!(resp.revision.to_string()),
+                );
+                return Ok(Written {
+                    object: new,
+                    created: false,
+                    warnings: checked.warnings,
+                });
             }
             if precondition.is_some() {
                 return Err(ApiError::conflict(resource, &name, "the object has been modified; please apply your changes to the latest version and try again"));
             }
         }
-        Err(ApiError::conflict(resource, &name, "too many concurrent writers; try again"))
+        Err(ApiError::conflict(
+            resource,
+            &name,
+            "too many concurrent writers; try again",
+        ))
     }
 }
 
@@ -363,7 +523,11 @@ impl ApiError {
         ApiError {
             code: 422,
             reason: "Invalid",
-            message: format!("{} \"{}\" could not be patched: {why}", super::status::qualified(resource), name.unwrap_or_default()),
+            message: format!(
+                "{} \"{}\" could not be patched: {why}",
+                super::status::qualified(resource),
+                name.unwrap_or_default()
+            ),
             details: None,
         }
     }

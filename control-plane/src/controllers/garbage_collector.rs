@@ -36,7 +36,10 @@ struct ObjectRef {
 
 impl ObjectRef {
     fn of(object: &Value) -> Option<ObjectRef> {
-        let resource = by_kind(object.get("apiVersion")?.as_str()?, object.get("kind")?.as_str()?)?;
+        let resource = by_kind(
+            object.get("apiVersion")?.as_str()?,
+            object.get("kind")?.as_str()?,
+        )?;
         Some(ObjectRef {
             resource,
             namespace: meta_str(object, "namespace").map(str::to_string),
@@ -50,7 +53,11 @@ fn owner_uids(object: &Value) -> Vec<String> {
     object
         .pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
-        .map(|refs| refs.iter().filter_map(|r| r.get("uid")?.as_str().map(str::to_string)).collect())
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r.get("uid")?.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -91,9 +98,13 @@ impl Index {
             }
         }
         for owner in owner_uids(object) {
-            self.dependents.entry(owner).or_default().insert(r.uid.clone());
+            self.dependents
+                .entry(owner)
+                .or_default()
+                .insert(r.uid.clone());
         }
-        self.objects.insert(r.uid.clone(), (r.clone(), object.clone()));
+        self.objects
+            .insert(r.uid.clone(), (r.clone(), object.clone()));
         Some(r)
     }
 
@@ -144,7 +155,10 @@ impl Queue {
 /// Runs until the server shuts down.
 pub async fn run(api: Arc<ApiServer>) {
     let mut index = Index::default();
-    let mut queue = Queue { items: VecDeque::new(), queued: HashSet::new() };
+    let mut queue = Queue {
+        items: VecDeque::new(),
+        queued: HashSet::new(),
+    };
     let watch = match api.cache.watch("/registry/", WatchStart::Now) {
         Ok(w) => w,
         Err(e) => {
@@ -193,7 +207,9 @@ pub async fn run(api: Arc<ApiServer>) {
             Ok(_) => {}
             Err(RecvError::Lagged(_)) => {
                 // Fell behind: rebuild from the cache and re-check everything.
-                tracing::warn!("garbage collector fell behind the change stream; rebuilding its index");
+                tracing::warn!(
+                    "garbage collector fell behind the change stream; rebuilding its index"
+                );
                 index = Index::default();
                 let (all, rev) = api.cache.list("/registry/");
                 seen = rev;
@@ -250,7 +266,9 @@ async fn process(api: &ApiServer, index: &Index, work: &Work) -> Result<(), ApiE
             }
         }
         Work::Finalize(uid) => {
-            let Some((owner, obj)) = index.objects.get(uid).cloned() else { return Ok(()) };
+            let Some((owner, obj)) = index.objects.get(uid).cloned() else {
+                return Ok(());
+            };
             if meta_str(&obj, "deletionTimestamp").is_none() {
                 return Ok(());
             }
@@ -258,13 +276,24 @@ async fn process(api: &ApiServer, index: &Index, work: &Work) -> Result<(), ApiE
             if has_finalizer(&obj, ORPHAN) {
                 for (dep, _) in &dependents {
                     let owner_uid = uid.clone();
-                    api.internal_update(dep.resource, dep.namespace.as_deref(), &dep.name, MANAGER, move |current| {
-                        let mut next = current.clone();
-                        if let Some(refs) = next.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
-                            refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid.as_str()));
-                        }
-                        Ok(next)
-                    })
+                    api.internal_update(
+                        dep.resource,
+                        dep.namespace.as_deref(),
+                        &dep.name,
+                        MANAGER,
+                        move |current| {
+                            let mut next = current.clone();
+                            if let Some(refs) = next
+                                .pointer_mut("/metadata/ownerReferences")
+                                .and_then(Value::as_array_mut)
+                            {
+                                refs.retain(|r| {
+                                    r.get("uid").and_then(Value::as_str) != Some(owner_uid.as_str())
+                                });
+                            }
+                            Ok(next)
+                        },
+                    )
                     .await
                     .map(|_| ())
                     .or_else(ignore_not_found)?;
@@ -275,11 +304,20 @@ async fn process(api: &ApiServer, index: &Index, work: &Work) -> Result<(), ApiE
                 for (dep, dep_obj) in &dependents {
                     waiting = true;
                     if meta_str(dep_obj, "deletionTimestamp").is_none() {
-                        let opts = DeleteOptions { propagation: Some("Foreground".into()), ..Default::default() };
-                        api.delete_object(dep.resource, dep.namespace.as_deref(), &dep.name, &opts, false)
-                            .await
-                            .map(|_| ())
-                            .or_else(ignore_not_found)?;
+                        let opts = DeleteOptions {
+                            propagation: Some("Foreground".into()),
+                            ..Default::default()
+                        };
+                        api.delete_object(
+                            dep.resource,
+                            dep.namespace.as_deref(),
+                            &dep.name,
+                            &opts,
+                            false,
+                        )
+                        .await
+                        .map(|_| ())
+                        .or_else(ignore_not_found)?;
                     }
                 }
                 if !waiting {
@@ -291,7 +329,12 @@ async fn process(api: &ApiServer, index: &Index, work: &Work) -> Result<(), ApiE
     Ok(())
 }
 
-async fn delete_if_orphaned(api: &ApiServer, index: &Index, dep: &ObjectRef, obj: &Value) -> Result<(), ApiError> {
+async fn delete_if_orphaned(
+    api: &ApiServer,
+    index: &Index,
+    dep: &ObjectRef,
+    obj: &Value,
+) -> Result<(), ApiError> {
     let owners = owner_uids(obj);
     if owners.is_empty() || meta_str(obj, "deletionTimestamp").is_some() {
         return Ok(());
@@ -300,21 +343,44 @@ async fn delete_if_orphaned(api: &ApiServer, index: &Index, dep: &ObjectRef, obj
         return Ok(());
     }
     tracing::info!(kind = dep.resource.kind, namespace = ?dep.namespace, name = %dep.name, "deleting object whose owners are gone");
-    let opts = DeleteOptions { propagation: Some("Background".into()), uid: Some(dep.uid.clone()), ..Default::default() };
-    api.delete_object(dep.resource, dep.namespace.as_deref(), &dep.name, &opts, false)
-        .await
-        .map(|_| ())
-        .or_else(ignore_not_found)
+    let opts = DeleteOptions {
+        propagation: Some("Background".into()),
+        uid: Some(dep.uid.clone()),
+        ..Default::default()
+    };
+    api.delete_object(
+        dep.resource,
+        dep.namespace.as_deref(),
+        &dep.name,
+        &opts,
+        false,
+    )
+    .await
+    .map(|_| ())
+    .or_else(ignore_not_found)
 }
 
-async fn remove_finalizer(api: &ApiServer, owner: &ObjectRef, finalizer: &'static str) -> Result<(), ApiError> {
-    api.internal_update(owner.resource, owner.namespace.as_deref(), &owner.name, MANAGER, move |current| {
-        let mut next = current.clone();
-        if let Some(f) = next.pointer_mut("/metadata/finalizers").and_then(Value::as_array_mut) {
-            f.retain(|x| x != finalizer);
-        }
-        Ok(next)
-    })
+async fn remove_finalizer(
+    api: &ApiServer,
+    owner: &ObjectRef,
+    finalizer: &'static str,
+) -> Result<(), ApiError> {
+    api.internal_update(
+        owner.resource,
+        owner.namespace.as_deref(),
+        &owner.name,
+        MANAGER,
+        move |current| {
+            let mut next = current.clone();
+            if let Some(f) = next
+                .pointer_mut("/metadata/finalizers")
+                .and_then(Value::as_array_mut)
+            {
+                f.retain(|x| x != finalizer);
+            }
+            Ok(next)
+        },
+    )
     .await
     .map(|_| ())
     .or_else(ignore_not_found)

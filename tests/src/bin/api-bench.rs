@@ -36,7 +36,12 @@ struct Row {
     p99: Duration,
 }
 
-async fn run_op(client: kube::Client, op: &'static str, clients: usize, per_client: usize) -> Result<Row> {
+async fn run_op(
+    client: kube::Client,
+    op: &'static str,
+    clients: usize,
+    per_client: usize,
+) -> Result<Row> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -72,12 +77,22 @@ async fn run_op(client: kube::Client, op: &'static str, clients: usize, per_clie
     }
     let secs = started.elapsed().as_secs_f64();
     all.sort();
-    Ok(Row { op, clients, ops: all.len(), secs, p50: percentile(&all, 0.5), p99: percentile(&all, 0.99) })
+    Ok(Row {
+        op,
+        clients,
+        ops: all.len(),
+        secs,
+        p50: percentile(&all, 0.5),
+        p99: percentile(&all, 0.99),
+    })
 }
 
 fn main() -> Result<()> {
     let cluster = Cluster::start()?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let client = kube_client::client(&cluster).await?;
         cluster.kubectl_ok(&["create", "ns", "bench"])?;
