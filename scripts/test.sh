@@ -19,6 +19,10 @@ fi
 kubectl version --client -o json >/dev/null
 
 export CARGO_TERM_COLOR=never
+# The sample workloads (Wasm modules and the busybox OCI image) the tests run.
+export BRAMBLE_IMAGES_DIR="$PWD/target/images"
+images/build.sh "$BRAMBLE_IMAGES_DIR"
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # One build for everything: the binaries the end-to-end tests start and all test targets.
@@ -26,7 +30,10 @@ cargo build --workspace --bins --tests --locked
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --locked -- --test-threads "${BRAMBLE_TEST_THREADS:-2}" 2>&1 | tee "$log" || status=$?
+{
+  cargo test --workspace --locked -- --test-threads "${BRAMBLE_TEST_THREADS:-2}"
+  CARGO_TARGET_DIR="$BRAMBLE_IMAGES_DIR/.cargo-target" cargo test --manifest-path images/Cargo.toml --locked
+} 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run (cargo prints one per test binary, the last being the
 # doc-tests').
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

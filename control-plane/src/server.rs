@@ -100,6 +100,7 @@ pub async fn run(
         advertise: format!("{host}:{}", local.port()),
         shutdown: shutdown.clone(),
         namespace_work: tokio::sync::Notify::new(),
+        metrics: Default::default(),
     });
     api.ensure_system_namespaces()
         .await

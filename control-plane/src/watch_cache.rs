@@ -145,6 +145,16 @@ impl WatchCache {
         matches!(reached, Ok(Ok(_)))
     }
 
+    /// How many objects the cache holds.
+    pub fn len(&self) -> usize {
+        self.read().objects.len()
+    }
+
+    /// Whether the cache holds no object.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The object stored at `key`.
     pub fn get(&self, key: &str) -> Option<Arc<Value>> {
         self.read().objects.get(key).cloned()

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod delete;
 pub mod discovery;
 pub mod http;
+pub mod metrics;
 pub mod objects;
 pub mod openapi;
 pub mod protobuf;
@@ -59,6 +60,8 @@ pub struct ApiServer {
     pub shutdown: CancellationToken,
     /// Wakes the namespace cleaner.
     pub namespace_work: tokio::sync::Notify,
+    /// Request metrics for /metrics.
+    pub metrics: metrics::Metrics,
 }
 
 /// One request's context.
@@ -186,6 +189,8 @@ impl ApiServer {
             .route(req, cert_identity)
             .await
             .unwrap_or_else(|e| error_response(&e));
+        self.metrics
+            .observe(method.as_str(), resp.status().as_u16(), started.elapsed());
         tracing::debug!(%peer, %method, %path, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
         resp
     }
@@ -215,6 +220,12 @@ impl ApiServer {
             })
             .ok_or_else(ApiError::unauthorized)?;
 
+        if path == "/metrics" {
+            let body = self
+                .metrics
+                .render(self.store.current_revision(), self.cache.len());
+            return Ok(bytes_response(200, "text/plain; version=0.0.4", body));
+        }
         if let Some(rest) = path.strip_prefix("/openapi/") {
             return Ok(self.openapi_response(rest));
         }

@@ -142,7 +142,9 @@ impl ApiServer {
             Ok(watch) => {
                 let shutdown = self.shutdown.clone();
                 let exact_key = !prefix.ends_with('/');
+                let gauge = super::metrics::WatchGauge::open(&self.metrics.open_watches);
                 tokio::spawn(async move {
+                    let _gauge = gauge;
                     let mut last = watch.revision;
                     for change in &watch.initial {
                         if let Some((kind, obj)) = translate(&filter, change) {
