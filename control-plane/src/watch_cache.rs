@@ -17,6 +17,108 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::{Event, EventKind, KeyValue, Revision, Store};
 
+/// Every field path any resource can be selected on (see
+/// `apiserver::objects::selectable_fields`); their values are kept beside each object so
+/// selectors never parse it.
+pub const INDEXED_FIELDS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "spec.nodeName",
+    "spec.restartPolicy",
+    "spec.schedulerName",
+    "spec.serviceAccountName",
+    "spec.hostNetwork",
+    "spec.unschedulable",
+    "status.phase",
+    "status.podIP",
+    "status.nominatedNodeName",
+    "status.replicas",
+    "status.successful",
+    "type",
+    "reason",
+    "reportingComponent",
+    "source.component",
+    "involvedObject.kind",
+    "involvedObject.namespace",
+    "involvedObject.name",
+    "involvedObject.uid",
+    "involvedObject.apiVersion",
+    "involvedObject.resourceVersion",
+    "involvedObject.fieldPath",
+];
+
+/// One object as the cache keeps it: its JSON (resourceVersion stamped) ready to be written to
+/// a client, plus what selectors need. Parsing happens once, when the change arrives; lists and
+/// watches copy bytes.
+#[derive(Debug)]
+pub struct CachedObject {
+    /// The object's JSON.
+    pub json: bytes::Bytes,
+    /// metadata.labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Values of the [`INDEXED_FIELDS`] the object has.
+    fields: Vec<(&'static str, String)>,
+    /// The object's resourceVersion (the store revision of its last change).
+    pub revision: Revision,
+}
+
+impl CachedObject {
+    /// Builds the cached form of `value`, stamping `revision` as its resourceVersion.
+    pub fn new(value: Value, revision: Revision) -> CachedObject {
+        let value = with_revision(value, revision);
+        let labels = value
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let fields = INDEXED_FIELDS
+            .iter()
+            .filter_map(|path| {
+                let mut cur = &value;
+                for part in path.split('.') {
+                    cur = cur.get(part)?;
+                }
+                let text = match cur {
+                    Value::String(s) => s.clone(),
+                    Value::Bool(b) => b.to_string(),
+                    Value::Number(n) => n.to_string(),
+                    _ => return None,
+                };
+                Some((*path, text))
+            })
+            .collect();
+        let json = bytes::Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+        CachedObject {
+            json,
+            labels,
+            fields,
+            revision,
+        }
+    }
+
+    /// The object parsed (for the few callers that need more than bytes, labels and fields).
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+
+    /// The value of an indexed field, if the object has it.
+    pub fn field(&self, path: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The same object carrying another resourceVersion (deletes report the deletion's).
+    fn restamped(&self, revision: Revision) -> CachedObject {
+        CachedObject::new(self.value(), revision)
+    }
+}
+
 /// How a change looks to a watcher.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -47,9 +149,9 @@ pub struct Change {
     /// The storage key.
     pub key: String,
     /// The object after the change (for deletes, its last state with the deletion's revision).
-    pub object: Arc<Value>,
+    pub object: Arc<CachedObject>,
     /// The object before the change, if it existed (watchers filtering by selector need it).
-    pub previous: Option<Arc<Value>>,
+    pub previous: Option<Arc<CachedObject>>,
     /// The store revision of the change.
     pub revision: Revision,
 }
@@ -84,7 +186,7 @@ pub struct TooOld {
 }
 
 struct State {
-    objects: BTreeMap<String, Arc<Value>>,
+    objects: BTreeMap<String, Arc<CachedObject>>,
     history: VecDeque<Arc<Change>>,
     /// Watches may start after any revision >= this one.
     oldest: Revision,
@@ -156,12 +258,12 @@ impl WatchCache {
     }
 
     /// The object stored at `key`.
-    pub fn get(&self, key: &str) -> Option<Arc<Value>> {
+    pub fn get(&self, key: &str) -> Option<Arc<CachedObject>> {
         self.read().objects.get(key).cloned()
     }
 
     /// Every object under `prefix`, in key order, and the revision they were read at.
-    pub fn list(&self, prefix: &str) -> (Vec<Arc<Value>>, Revision) {
+    pub fn list(&self, prefix: &str) -> (Vec<Arc<CachedObject>>, Revision) {
         let state = self.read();
         let objects = state
             .objects
@@ -178,7 +280,7 @@ impl WatchCache {
         prefix: &str,
         after_key: &str,
         limit: usize,
-    ) -> (Vec<(String, Arc<Value>)>, bool, Revision) {
+    ) -> (Vec<(String, Arc<CachedObject>)>, bool, Revision) {
         let state = self.read();
         let mut iter = state
             .objects
@@ -187,7 +289,7 @@ impl WatchCache {
                 std::ops::Bound::Unbounded,
             ))
             .take_while(|(k, _)| k.starts_with(prefix));
-        let page: Vec<(String, Arc<Value>)> = iter
+        let page: Vec<(String, Arc<CachedObject>)> = iter
             .by_ref()
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -213,7 +315,7 @@ impl WatchCache {
                         key: k.clone(),
                         object: v.clone(),
                         previous: None,
-                        revision: object_revision(v),
+                        revision: v.revision,
                     })
                 })
                 .collect(),
@@ -245,14 +347,14 @@ impl WatchCache {
         let mut fresh = BTreeMap::new();
         for kv in kvs {
             if let Some(obj) = decode(&kv.value, kv.mod_revision) {
-                fresh.insert(kv.key, Arc::new(obj));
+                fresh.insert(kv.key, Arc::new(CachedObject::new(obj, kv.mod_revision)));
             }
         }
         let mut state = self.write();
         let mut changes = Vec::new();
         for (key, obj) in &fresh {
             match state.objects.get(key) {
-                Some(old) if object_revision(old) == object_revision(obj) => {}
+                Some(old) if old.revision == obj.revision => {}
                 Some(old) => changes.push(change(
                     ChangeKind::Modified,
                     key,
@@ -265,7 +367,7 @@ impl WatchCache {
         }
         for (key, old) in &state.objects {
             if !fresh.contains_key(key) {
-                let gone = Arc::new(with_revision((**old).clone(), revision));
+                let gone = Arc::new(old.restamped(revision));
                 changes.push(change(
                     ChangeKind::Deleted,
                     key,
@@ -303,7 +405,7 @@ impl WatchCache {
                     state.revision = revision;
                     return;
                 };
-                let obj = Arc::new(obj);
+                let obj = Arc::new(CachedObject::new(obj, revision));
                 state.objects.insert(key.clone(), obj.clone());
                 let kind = if previous.is_some() {
                     ChangeKind::Modified
@@ -318,7 +420,7 @@ impl WatchCache {
                     state.revision = revision;
                     return;
                 };
-                let gone = Arc::new(with_revision((*last).clone(), revision));
+                let gone = Arc::new(last.restamped(revision));
                 change(ChangeKind::Deleted, &key, gone, previous, revision)
             }
         };
@@ -382,8 +484,8 @@ impl WatchCache {
 fn change(
     kind: ChangeKind,
     key: &str,
-    object: Arc<Value>,
-    previous: Option<Arc<Value>>,
+    object: Arc<CachedObject>,
+    previous: Option<Arc<CachedObject>>,
     revision: Revision,
 ) -> Arc<Change> {
     Arc::new(Change {
@@ -395,11 +497,11 @@ fn change(
     })
 }
 
-/// Parses a stored object and stamps its resourceVersion (the store revision is the
-/// resourceVersion; it is never stored inside the value).
-fn decode(bytes: &[u8], revision: Revision) -> Option<Value> {
+/// Parses a stored object (the store revision is its resourceVersion; it is never stored inside
+/// the value, and is stamped by [`CachedObject::new`]).
+fn decode(bytes: &[u8], _revision: Revision) -> Option<Value> {
     let value: Value = serde_json::from_slice(bytes).ok()?;
-    value.is_object().then(|| with_revision(value, revision))
+    value.is_object().then_some(value)
 }
 
 fn with_revision(mut value: Value, revision: Revision) -> Value {
@@ -410,15 +512,6 @@ fn with_revision(mut value: Value, revision: Revision) -> Value {
         );
     }
     value
-}
-
-/// The revision stamped on a cached object.
-pub fn object_revision(object: &Value) -> Revision {
-    object
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -486,8 +579,10 @@ mod tests {
         });
         let c = w.live.try_recv().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.kind, ChangeKind::Deleted);
-        assert_eq!(c.object["metadata"]["name"], "x");
-        assert_eq!(c.object["metadata"]["resourceVersion"], "2");
+        let obj = c.object.value();
+        assert_eq!(obj["metadata"]["name"], "x");
+        assert_eq!(obj["metadata"]["resourceVersion"], "2");
+        assert_eq!(c.object.field("metadata.name"), Some("x"));
         assert!(cache.get("/registry/a/x").is_none());
     }
 

@@ -4,7 +4,11 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "bramble-node", version, about = "Bramble's node agent (not built yet)")]
+#[command(
+    name = "bramble-node",
+    version,
+    about = "Bramble's node agent (not built yet)"
+)]
 struct Cli {}
 
 fn main() -> std::process::ExitCode {

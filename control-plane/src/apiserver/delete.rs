@@ -270,8 +270,8 @@ impl ApiServer {
             .list(&objects::prefix(r.resource, r.namespace.as_deref()));
         let mut deleted = Vec::new();
         for obj in objects.iter().filter(|o| filter.matches(o)) {
-            let name = meta_str(obj, "name").unwrap_or_default();
-            let ns = meta_str(obj, "namespace");
+            let name = obj.field("metadata.name").unwrap_or_default();
+            let ns = obj.field("metadata.namespace");
             match self
                 .delete_object(r.resource, ns, name, &opts, dry_run)
                 .await

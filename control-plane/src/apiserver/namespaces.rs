@@ -89,6 +89,7 @@ impl ApiServer {
         };
         self.fresh_cache().await?;
         let (all, _) = self.cache.list(&objects::prefix(namespaces, None));
+        let all: Vec<Value> = all.iter().map(|n| n.value()).collect();
         let mut pending = false;
         for ns in all
             .iter()
@@ -98,6 +99,7 @@ impl ApiServer {
             let mut remaining = 0usize;
             for resource in RESOURCES.iter().filter(|r| r.namespaced && !r.create_only) {
                 let (items, _) = self.cache.list(&objects::prefix(resource, Some(&name)));
+                let items: Vec<Value> = items.iter().map(|i| i.value()).collect();
                 for item in items.iter() {
                     remaining += 1;
                     if meta_str(item, "deletionTimestamp").is_some() {

@@ -525,33 +525,6 @@ fn random_suffix() -> String {
         .collect()
 }
 
-/// The object's labels as a map.
-pub fn labels(object: &Value) -> std::collections::BTreeMap<String, String> {
-    object
-        .pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A field of the object by dotted path (`spec.nodeName`), as a string for field selectors.
-pub fn field_value(object: &Value, path: &str) -> Option<String> {
-    let mut cur = object;
-    for part in path.split('.') {
-        cur = cur.get(part)?;
-    }
-    match cur {
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
 /// Field selectors each resource supports, beyond metadata.name and metadata.namespace.
 pub fn selectable_fields(resource: &Resource) -> &'static [&'static str] {
     match resource.kind {
@@ -584,5 +557,30 @@ pub fn selectable_fields(resource: &Resource) -> &'static [&'static str] {
         "ReplicaSet" | "ReplicationController" => &["status.replicas"],
         "Job" => &["status.successful"],
         _ => &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apiserver::resources::RESOURCES;
+    use crate::watch_cache::INDEXED_FIELDS;
+
+    #[test]
+    fn every_selectable_field_is_indexed_by_the_cache() {
+        for r in RESOURCES {
+            for f in selectable_fields(r) {
+                let path = if *f == "source" {
+                    "source.component"
+                } else {
+                    f
+                };
+                assert!(
+                    INDEXED_FIELDS.contains(&path),
+                    "{} selects on {f}, which the cache does not index",
+                    r.kind
+                );
+            }
+        }
     }
 }

@@ -7,13 +7,14 @@ use bramble_api::labels::Selector;
 use http::Response;
 use serde_json::{json, Value};
 
-use super::http::{object_response, Body, Output};
-use super::objects::{self, field_value, selectable_fields};
+use super::http::{bytes_response, object_response, Body, Output};
+use super::objects::{self, selectable_fields};
 use super::request::ResourceRequest;
 use super::resources::Resource;
 use super::status::ApiError;
 use super::table::{self, IncludeObject};
 use super::{ApiServer, Ctx};
+use crate::watch_cache::CachedObject;
 
 /// The label and field selectors of a list or watch.
 pub struct Filter {
@@ -48,8 +49,8 @@ impl Filter {
     }
 
     /// Whether `object` passes both selectors.
-    pub fn matches(&self, object: &Value) -> bool {
-        if !self.labels.is_empty() && !self.labels.matches(&objects::labels(object)) {
+    pub fn matches(&self, object: &CachedObject) -> bool {
+        if !self.labels.is_empty() && !self.labels.matches(&object.labels) {
             return false;
         }
         let kind = self.resource.kind;
@@ -60,7 +61,7 @@ impl Filter {
             } else {
                 field
             };
-            field_value(object, path)
+            object.field(path).map(str::to_string)
         })
     }
 
@@ -108,11 +109,16 @@ impl ApiServer {
             .cache
             .get(&key)
             .ok_or_else(|| ApiError::not_found(r.resource, name))?;
+        if ctx.output == Output::Json {
+            // The cached bytes are the response.
+            return Ok(bytes_response(200, "application/json", object.json.clone()));
+        }
+        let value = object.value();
         if ctx.output == Output::Table {
-            let meta = json!({ "resourceVersion": objects::meta_str(&object, "resourceVersion").unwrap_or("") });
+            let meta = json!({ "resourceVersion": object.revision.to_string() });
             let t = table::to_table(
                 r.resource,
-                std::slice::from_ref(&*object),
+                std::slice::from_ref(&value),
                 meta,
                 IncludeObject::from_query(ctx.query.get("includeObject"))
                     .map_err(|e| ApiError::bad_request(e.to_string()))?,
@@ -121,7 +127,7 @@ impl ApiServer {
             );
             return Ok(object_response(200, &t, Output::Json));
         }
-        Ok(object_response(200, &object, ctx.output))
+        Ok(object_response(200, &value, ctx.output))
     }
 
     /// GET of a collection.
@@ -169,7 +175,7 @@ impl ApiServer {
                         more = true;
                         break;
                     }
-                    items.push((**obj).clone());
+                    items.push(obj.clone());
                     last_key = Some(key.clone());
                 }
             }
@@ -189,9 +195,10 @@ impl ApiServer {
             }
         }
         if ctx.output == Output::Table {
+            let values: Vec<Value> = items.iter().map(|o| o.value()).collect();
             let t = table::to_table(
                 r.resource,
-                &items,
+                &values,
                 metadata,
                 IncludeObject::from_query(ctx.query.get("includeObject"))
                     .map_err(|e| ApiError::bad_request(e.to_string()))?,
@@ -200,14 +207,44 @@ impl ApiServer {
             );
             return Ok(object_response(200, &t, Output::Json));
         }
+        if ctx.output == Output::Json {
+            return Ok(bytes_response(
+                200,
+                "application/json",
+                list_json(r.resource, &metadata, &items),
+            ));
+        }
         let list = json!({
             "kind": r.resource.list_kind(),
             "apiVersion": r.resource.api_version(),
             "metadata": metadata,
-            "items": items,
+            "items": items.iter().map(|o| o.value()).collect::<Vec<_>>(),
         });
         Ok(object_response(200, &list, ctx.output))
     }
+}
+
+/// A list response written by concatenating the cached objects' JSON: no object is parsed or
+/// copied into an intermediate tree.
+fn list_json(
+    resource: &Resource,
+    metadata: &Value,
+    items: &[std::sync::Arc<CachedObject>],
+) -> Vec<u8> {
+    let head = json!({ "kind": resource.list_kind(), "apiVersion": resource.api_version(), "metadata": metadata });
+    let mut out = serde_json::to_vec(&head).unwrap_or_else(|_| b"{}".to_vec());
+    out.pop(); // the closing brace; items follow
+    let size: usize = items.iter().map(|o| o.json.len() + 1).sum();
+    out.reserve(size + 16);
+    out.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&item.json);
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ impl ApiServer {
                     .cache
                     .get(&objects::key(res, r.namespace.as_deref(), &name))
                     .ok_or_else(|| ApiError::not_found(res, &name))?;
-                Ok(object_response(200, &scale_of(&obj), ctx.output))
+                Ok(object_response(200, &scale_of(&obj.value()), ctx.output))
             }
             ("scale", Method::PUT | Method::PATCH) => {
                 let bytes = read_body(body).await?;
@@ -156,10 +156,7 @@ impl ApiServer {
                     .cache
                     .get(&objects::key(res, r.namespace.as_deref(), &name))
                     .ok_or_else(|| ApiError::not_found(res, &name))?;
-                let node = pod
-                    .pointer("/spec/nodeName")
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
+                let node = pod.field("spec.nodeName").unwrap_or("").to_string();
                 // Logs travel over the node stream, which the node agent brings.
                 Err(ApiError::bad_request(if node.is_empty() {
                     format!("pod {name} is not scheduled to a node yet, so it has no logs")

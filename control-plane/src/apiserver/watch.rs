@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 
 use super::http::{Body, Output};
@@ -19,7 +19,7 @@ use super::resources::Resource;
 use super::status::ApiError;
 use super::table::{self, IncludeObject};
 use super::{ApiServer, Ctx};
-use crate::watch_cache::{Change, ChangeKind, WatchStart};
+use crate::watch_cache::{CachedObject, Change, ChangeKind, WatchStart};
 
 /// How often a watch that asked for bookmarks is told the current revision.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
@@ -31,22 +31,28 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn event(&self, kind: &str, object: &Value) -> Bytes {
-        let object = if self.output == Output::Table {
-            table::to_table(
+    fn event(&self, kind: &str, object: &CachedObject) -> Bytes {
+        if self.output == Output::Table {
+            let table = table::to_table(
                 self.resource,
-                std::slice::from_ref(object),
+                std::slice::from_ref(&object.value()),
                 json!({}),
                 self.include,
                 true,
                 std::time::SystemTime::now(),
-            )
-        } else {
-            object.clone()
-        };
-        let mut line =
-            serde_json::to_vec(&json!({ "type": kind, "object": object })).unwrap_or_default();
-        line.push(b'\n');
+            );
+            let mut line =
+                serde_json::to_vec(&json!({ "type": kind, "object": table })).unwrap_or_default();
+            line.push(b'\n');
+            return Bytes::from(line);
+        }
+        // The cached JSON goes out as it is: no parse, no re-encode per watcher.
+        let mut line = Vec::with_capacity(object.json.len() + 32);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(kind.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        line.extend_from_slice(&object.json);
+        line.extend_from_slice(b"}\n");
         Bytes::from(line)
     }
 
@@ -73,7 +79,7 @@ impl Encoder {
 /// What a change means to a watcher with a filter: selectors are applied to both the old and
 /// the new state, so an object leaving the selection is seen as DELETED and one entering it as
 /// ADDED, as Kubernetes does.
-fn translate<'a>(filter: &Filter, change: &'a Change) -> Option<(&'static str, &'a Value)> {
+fn translate<'a>(filter: &Filter, change: &'a Change) -> Option<(&'static str, &'a CachedObject)> {
     let now = filter.matches(&change.object);
     let before = change
         .previous

@@ -106,7 +106,7 @@ impl ApiServer {
                     .ok_or_else(|| ApiError::namespace_not_found(namespace))?
             }
         };
-        if ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating") {
+        if ns.field("status.phase") == Some("Terminating") {
             return Err(ApiError::namespace_terminating(resource, name, namespace));
         }
         Ok(())

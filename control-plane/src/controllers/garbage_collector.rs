@@ -61,13 +61,6 @@ fn owner_uids(object: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn has_finalizer(object: &Value, name: &str) -> bool {
-    object
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_some_and(|f| f.iter().any(|x| x == name))
-}
-
 /// Work the collector does, deduplicated.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Work {
@@ -79,43 +72,75 @@ enum Work {
     CheckOwners(String),
 }
 
+/// What the collector needs of an object; kept instead of the object itself, so the index costs
+/// little beside the watch cache.
+#[derive(Debug, Clone)]
+struct Entry {
+    owners: Vec<String>,
+    finalizers: Vec<String>,
+    deleting: bool,
+}
+
+impl Entry {
+    fn of(object: &Value) -> Entry {
+        Entry {
+            owners: owner_uids(object),
+            finalizers: object
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .map(|f| {
+                    f.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            deleting: meta_str(object, "deletionTimestamp").is_some(),
+        }
+    }
+
+    fn has_finalizer(&self, name: &str) -> bool {
+        self.finalizers.iter().any(|f| f == name)
+    }
+}
+
 #[derive(Default)]
 struct Index {
     /// Every live object by uid.
-    objects: HashMap<String, (ObjectRef, Arc<Value>)>,
+    objects: HashMap<String, (ObjectRef, Entry)>,
     /// owner uid -> dependent uids.
     dependents: HashMap<String, HashSet<String>>,
 }
 
 impl Index {
-    fn insert(&mut self, object: &Arc<Value>) -> Option<ObjectRef> {
+    fn insert(&mut self, object: &Value) -> Option<(ObjectRef, Entry)> {
         let r = ObjectRef::of(object)?;
+        let entry = Entry::of(object);
         if let Some((_, old)) = self.objects.get(&r.uid) {
-            for owner in owner_uids(old) {
-                if let Some(set) = self.dependents.get_mut(&owner) {
+            for owner in &old.owners {
+                if let Some(set) = self.dependents.get_mut(owner) {
                     set.remove(&r.uid);
                 }
             }
         }
-        for owner in owner_uids(object) {
+        for owner in &entry.owners {
             self.dependents
-                .entry(owner)
+                .entry(owner.clone())
                 .or_default()
                 .insert(r.uid.clone());
         }
         self.objects
-            .insert(r.uid.clone(), (r.clone(), object.clone()));
-        Some(r)
+            .insert(r.uid.clone(), (r.clone(), entry.clone()));
+        Some((r, entry))
     }
 
     fn remove(&mut self, object: &Value) -> Option<ObjectRef> {
         let r = ObjectRef::of(object)?;
         if let Some((_, old)) = self.objects.remove(&r.uid) {
-            for owner in owner_uids(&old) {
-                if let Some(set) = self.dependents.get_mut(&owner) {
+            for owner in &old.owners {
+                if let Some(set) = self.dependents.get_mut(owner) {
                     set.remove(&r.uid);
                     if set.is_empty() {
-                        self.dependents.remove(&owner);
+                        self.dependents.remove(owner);
                     }
                 }
             }
@@ -123,7 +148,7 @@ impl Index {
         Some(r)
     }
 
-    fn dependents_of(&self, uid: &str) -> Vec<(ObjectRef, Arc<Value>)> {
+    fn dependents_of(&self, uid: &str) -> Vec<(ObjectRef, Entry)> {
         self.dependents
             .get(uid)
             .into_iter()
@@ -169,13 +194,13 @@ pub async fn run(api: Arc<ApiServer>) {
     let mut live = watch.live;
     let mut seen = watch.revision;
     for change in &watch.initial {
-        index.insert(&change.object);
+        index.insert(&change.object.value());
     }
-    for (uid, (_, obj)) in &index.objects {
-        if meta_str(obj, "deletionTimestamp").is_some() {
+    for (uid, (_, entry)) in &index.objects {
+        if entry.deleting {
             queue.push(Work::Finalize(uid.clone()));
         }
-        if !owner_uids(obj).is_empty() {
+        if !entry.owners.is_empty() {
             queue.push(Work::CheckOwners(uid.clone()));
         }
     }
@@ -214,7 +239,7 @@ pub async fn run(api: Arc<ApiServer>) {
                 let (all, rev) = api.cache.list("/registry/");
                 seen = rev;
                 for obj in &all {
-                    if let Some(r) = index.insert(obj) {
+                    if let Some((r, _)) = index.insert(&obj.value()) {
                         queue.push(Work::CheckOwners(r.uid.clone()));
                         queue.push(Work::Finalize(r.uid));
                     }
@@ -226,10 +251,11 @@ pub async fn run(api: Arc<ApiServer>) {
 }
 
 fn observe(index: &mut Index, queue: &mut Queue, change: &Change) {
+    let object = change.object.value();
     match change.kind {
         ChangeKind::Deleted => {
-            let owners = owner_uids(&change.object);
-            if let Some(r) = index.remove(&change.object) {
+            let owners = owner_uids(&object);
+            if let Some(r) = index.remove(&object) {
                 queue.push(Work::OwnerGone(r.uid));
             }
             // An owner waiting in the foreground may now be free.
@@ -238,14 +264,14 @@ fn observe(index: &mut Index, queue: &mut Queue, change: &Change) {
             }
         }
         ChangeKind::Added | ChangeKind::Modified => {
-            if let Some(r) = index.insert(&change.object) {
-                if meta_str(&change.object, "deletionTimestamp").is_some() {
+            if let Some((r, entry)) = index.insert(&object) {
+                if entry.deleting {
                     queue.push(Work::Finalize(r.uid.clone()));
-                    for owner in owner_uids(&change.object) {
-                        queue.push(Work::Finalize(owner));
+                    for owner in &entry.owners {
+                        queue.push(Work::Finalize(owner.clone()));
                     }
                 }
-                if change.kind == ChangeKind::Added && !owner_uids(&change.object).is_empty() {
+                if change.kind == ChangeKind::Added && !entry.owners.is_empty() {
                     queue.push(Work::CheckOwners(r.uid));
                 }
             }
@@ -269,11 +295,11 @@ async fn process(api: &ApiServer, index: &Index, work: &Work) -> Result<(), ApiE
             let Some((owner, obj)) = index.objects.get(uid).cloned() else {
                 return Ok(());
             };
-            if meta_str(&obj, "deletionTimestamp").is_none() {
+            if !obj.deleting {
                 return Ok(());
             }
             let dependents = index.dependents_of(uid);
-            if has_finalizer(&obj, ORPHAN) {
+            if obj.has_finalizer(ORPHAN) {
                 for (dep, _) in &dependents {
                     let owner_uid = uid.clone();
                     api.internal_update(
@@ -299,11 +325,11 @@ async fn process(api: &ApiServer, index: &Index, work: &Work) -> Result<(), ApiE
                     .or_else(ignore_not_found)?;
                 }
                 remove_finalizer(api, &owner, ORPHAN).await?;
-            } else if has_finalizer(&obj, FOREGROUND) {
+            } else if obj.has_finalizer(FOREGROUND) {
                 let mut waiting = false;
                 for (dep, dep_obj) in &dependents {
                     waiting = true;
-                    if meta_str(dep_obj, "deletionTimestamp").is_none() {
+                    if !dep_obj.deleting {
                         let opts = DeleteOptions {
                             propagation: Some("Foreground".into()),
                             ..Default::default()
@@ -333,10 +359,10 @@ async fn delete_if_orphaned(
     api: &ApiServer,
     index: &Index,
     dep: &ObjectRef,
-    obj: &Value,
+    obj: &Entry,
 ) -> Result<(), ApiError> {
-    let owners = owner_uids(obj);
-    if owners.is_empty() || meta_str(obj, "deletionTimestamp").is_some() {
+    let owners = &obj.owners;
+    if owners.is_empty() || obj.deleting {
         return Ok(());
     }
     if owners.iter().any(|o| index.objects.contains_key(o)) {
