@@ -5,6 +5,7 @@ pub mod apiserver;
 pub mod controllers;
 pub mod patch;
 pub mod pki;
+pub mod registry;
 pub mod server;
 pub mod store;
 pub mod watch_cache;

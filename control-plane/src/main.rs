@@ -37,6 +37,10 @@ enum Command {
         /// How many recent changes are kept for resuming watches.
         #[arg(long, env = "BRAMBLE_WATCH_HISTORY", default_value_t = 10_000)]
         watch_history: usize,
+        /// Pull-through mirror for the embedded registry, PREFIX=URL (repeatable): pulls of
+        /// repositories under PREFIX that are not stored are fetched from URL.
+        #[arg(long = "registry-mirror", env = "BRAMBLE_REGISTRY_MIRROR", value_delimiter = ',', value_parser = bramble_control_plane::server::parse_mirror)]
+        registry_mirror: Vec<bramble_control_plane::registry::Mirror>,
     },
 }
 
@@ -73,12 +77,14 @@ fn main() -> anyhow::Result<()> {
                 listen,
                 tls_san,
                 watch_history,
+                registry_mirror,
             } => {
                 let config = ServerConfig {
                     data_dir,
                     listen,
                     tls_sans: tls_san,
                     watch_history,
+                    registry_mirrors: registry_mirror,
                 };
                 run(config, shutdown, None).await
             }

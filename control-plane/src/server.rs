@@ -27,6 +27,26 @@ pub struct ServerConfig {
     pub tls_sans: Vec<String>,
     /// Changes kept in memory for resuming watches.
     pub watch_history: usize,
+    /// Upstream registries the embedded registry mirrors (pull-through).
+    pub registry_mirrors: Vec<crate::registry::Mirror>,
+}
+
+/// Parses `PREFIX=URL` (repositories under PREFIX are pulled through from URL; `http://` URLs
+/// are used without TLS, for registries on loopback or a trusted LAN).
+pub fn parse_mirror(spec: &str) -> Result<crate::registry::Mirror, String> {
+    let (prefix, url) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("registry mirror {spec:?} must be PREFIX=URL, e.g. docker.io=https://registry-1.docker.io"))?;
+    if prefix.is_empty() || url.is_empty() {
+        return Err(format!("registry mirror {spec:?} must be PREFIX=URL"));
+    }
+    Ok(crate::registry::Mirror {
+        prefix: prefix.trim_end_matches('/').to_string(),
+        upstream: url.trim_end_matches('/').to_string(),
+        upstream_prefix: String::new(),
+        insecure_plain_http: url.starts_with("http://"),
+        credentials: None,
+    })
 }
 
 /// Called once the server listens, with the address it got (the port may have been 0).
@@ -81,6 +101,14 @@ pub async fn run(
         SqliteStore::open(&store_path)
             .with_context(|| format!("cannot open the store at {}", store_path.display()))?,
     );
+    let registry = Arc::new(
+        crate::registry::Registry::open({
+            let mut rc = crate::registry::RegistryConfig::new(config.data_dir.join("registry"));
+            rc.mirrors = config.registry_mirrors.clone();
+            rc
+        })
+        .context("cannot open the embedded registry")?,
+    );
     let cache = WatchCache::new(config.watch_history);
     let feeder = tokio::spawn(cache.clone().feed(store.clone(), shutdown.clone()));
 
@@ -101,12 +129,14 @@ pub async fn run(
         shutdown: shutdown.clone(),
         namespace_work: tokio::sync::Notify::new(),
         metrics: Default::default(),
+        registry: registry.clone(),
     });
     api.ensure_system_namespaces()
         .await
         .map_err(|e| anyhow::anyhow!("cannot create the system namespaces: {e}"))?;
     let cleaner = tokio::spawn(api.clone().run_namespace_cleaner());
     let collector = tokio::spawn(crate::controllers::garbage_collector::run(api.clone()));
+    let registry_gc = tokio::spawn(collect_registry_garbage(registry, shutdown.clone()));
 
     let tls = tls_config(&pki.ca_pem, &pki.server_cert_pem, &pki.server_key_pem)?;
     tracing::info!(address = %local, kubeconfig = %kubeconfig.display(), "API server listening");
@@ -117,8 +147,28 @@ pub async fn run(
     shutdown.cancel();
     let _ = cleaner.await;
     let _ = collector.await;
+    let _ = registry_gc.await;
     let _ = feeder.await;
     served
+}
+
+/// Frees unreferenced registry blobs and abandoned uploads once an hour.
+async fn collect_registry_garbage(
+    registry: Arc<crate::registry::Registry>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match registry.collect_garbage().await {
+            Ok(report) => tracing::info!(?report, "registry garbage collected"),
+            Err(e) => tracing::warn!(error = %e, "registry garbage collection failed"),
+        }
+    }
 }
 
 fn hostname() -> Option<String> {

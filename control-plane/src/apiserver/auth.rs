@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use base64::Engine as _;
+
 use rustls::pki_types::CertificateDer;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -55,12 +57,26 @@ impl TokenAuthenticator {
         self.tokens.insert(token, identity);
     }
 
-    /// The identity for an `Authorization` header value, if it carries a known bearer token.
+    /// The identity for an `Authorization` header value: a known bearer token, or HTTP Basic
+    /// credentials whose password is a known token (what registry clients such as skopeo and
+    /// containerd send; the user name is ignored).
     pub fn authenticate(&self, authorization: &str) -> Option<Identity> {
-        let token = authorization
-            .strip_prefix("Bearer ")
-            .or_else(|| authorization.strip_prefix("bearer "))?
-            .trim();
+        let basic_password;
+        let token = match authorization.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("basic") => {
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(rest.trim())
+                    .ok()?;
+                let text = String::from_utf8(decoded).ok()?;
+                basic_password = text.split_once(':')?.1.to_string();
+                basic_password.as_str()
+            }
+            _ => return None,
+        };
+        if token.is_empty() {
+            return None;
+        }
         // Compare in constant time per candidate so response timing does not leak prefixes.
         self.tokens
             .iter()
@@ -96,6 +112,10 @@ mod tests {
         assert_eq!(auth.authenticate("Bearer s3cret"), Some(admin));
         assert_eq!(auth.authenticate("Bearer s3cre"), None);
         assert_eq!(auth.authenticate("Basic s3cret"), None);
+        let basic = base64::engine::general_purpose::STANDARD.encode("anyone:s3cret");
+        assert!(auth.authenticate(&format!("Basic {basic}")).is_some());
+        let wrong = base64::engine::general_purpose::STANDARD.encode("anyone:nope");
+        assert_eq!(auth.authenticate(&format!("Basic {wrong}")), None);
         assert_eq!(auth.authenticate("Bearer "), None);
     }
 }

@@ -62,6 +62,8 @@ pub struct ApiServer {
     pub namespace_work: tokio::sync::Notify,
     /// Request metrics for /metrics.
     pub metrics: metrics::Metrics,
+    /// The OCI registry served under /v2/.
+    pub registry: Arc<crate::registry::Registry>,
 }
 
 /// One request's context.
@@ -110,6 +112,24 @@ pub fn tls_config(
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// 401 with the Basic challenge registry clients need before they send credentials.
+fn registry_challenge() -> Response<Body> {
+    let mut resp = bytes_response(
+        401,
+        "application/json",
+        r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required: use the cluster's client certificate, or basic auth with a bearer token as the password"}]}"#,
+    );
+    resp.headers_mut().insert(
+        ::http::header::WWW_AUTHENTICATE,
+        ::http::HeaderValue::from_static("Basic realm=\"bramble\""),
+    );
+    resp.headers_mut().insert(
+        "Docker-Distribution-API-Version",
+        ::http::HeaderValue::from_static("registry/2.0"),
+    );
+    resp
 }
 
 impl ApiServer {
@@ -214,11 +234,18 @@ impl ApiServer {
                 _ => bytes_response(200, "text/plain; charset=utf-8", "ok"),
             });
         }
-        let identity = cert_identity
-            .or_else(|| {
-                header(::http::header::AUTHORIZATION).and_then(|a| self.tokens.authenticate(&a))
-            })
-            .ok_or_else(ApiError::unauthorized)?;
+        let identity = cert_identity.or_else(|| {
+            header(::http::header::AUTHORIZATION).and_then(|a| self.tokens.authenticate(&a))
+        });
+        if path == "/v2" || path.starts_with("/v2/") {
+            // The registry streams its own bodies (no API body limit) and answers in the OCI
+            // distribution spec's terms. Only the cluster admin may push.
+            return Ok(match identity {
+                Some(id) => self.registry.handle(req, id.is_admin()).await,
+                None => registry_challenge(),
+            });
+        }
+        let identity = identity.ok_or_else(ApiError::unauthorized)?;
 
         if path == "/metrics" {
             let body = self
