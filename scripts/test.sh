@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v kubectl >/dev/null 2>&1 || need_apt+=(kubectl)
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
+command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
+[ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} with apt-get"
   export DEBIAN_FRONTEND=noninteractive

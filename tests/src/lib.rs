@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 pub mod kube_client;
+pub mod upstream_registry;
 
 /// Path of a binary built by this workspace (the test command builds them before the tests).
 pub fn workspace_binary(name: &str) -> Result<PathBuf> {
@@ -57,17 +58,24 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
+    extra_args: Vec<String>,
 }
 
 impl Cluster {
     /// Starts a fresh server and waits until it answers.
     pub fn start() -> Result<Cluster> {
+        Cluster::start_with(&[])
+    }
+
+    /// Starts a fresh server with extra `bramble server` flags.
+    pub fn start_with(extra_args: &[&str]) -> Result<Cluster> {
         require_kubectl()?;
         let dir = tempfile::Builder::new().prefix("bramble-e2e-").tempdir()?;
         let mut cluster = Cluster {
             dir,
             port: free_port()?,
             child: None,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         cluster.spawn()?;
         Ok(cluster)
@@ -102,6 +110,7 @@ impl Cluster {
             .args(["server", "--data-dir"])
             .arg(self.data_dir())
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(&self.extra_args)
             .env("BRAMBLE_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
