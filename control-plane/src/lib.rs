@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod apiserver;
+pub mod cli;
 pub mod controllers;
 pub mod patch;
 pub mod pki;

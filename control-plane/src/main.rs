@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use bramble_control_plane::cli;
 use bramble_control_plane::server::{run, ServerConfig};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -23,6 +24,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Push, list and inspect images in the cluster's registry.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
     /// Run the control plane: the Kubernetes API over HTTPS on an embedded store.
     Server {
         /// Directory for the store, the PKI and kubeconfig.yaml.
@@ -42,6 +48,16 @@ enum Command {
         #[arg(long = "registry-mirror", env = "BRAMBLE_REGISTRY_MIRROR", value_delimiter = ',', value_parser = bramble_control_plane::server::parse_mirror)]
         registry_mirror: Vec<bramble_control_plane::registry::Mirror>,
     },
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Push a .wasm module as an OCI artifact: `bramble image push hello.wasm samples/hello:v1`.
+    Push(cli::image::PushArgs),
+    /// List the repositories and tags in the cluster's registry.
+    Ls(cli::image::LsArgs),
+    /// Show an image's manifest, config and size.
+    Inspect(cli::image::InspectArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,6 +88,14 @@ fn main() -> anyhow::Result<()> {
             std::process::exit(130);
         });
         match cli.command {
+            Command::Image { command } => {
+                let result = match command {
+                    ImageCommand::Push(args) => cli::image::push(args).await,
+                    ImageCommand::Ls(args) => cli::image::ls(args).await,
+                    ImageCommand::Inspect(args) => cli::image::inspect(args).await,
+                };
+                result.map_err(|e| anyhow::anyhow!("{e}"))
+            }
             Command::Server {
                 data_dir,
                 listen,

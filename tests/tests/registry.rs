@@ -134,7 +134,7 @@ fn skopeo_copies_an_oci_image_in_and_back_out_byte_for_byte() -> Result<()> {
 fn pulls_through_from_an_upstream_docker_registry() -> Result<()> {
     let images = images_dir()?;
     let upstream = UpstreamRegistry::start()?;
-    let upstream_ref = format!("docker://{}/library/busybox:v1", upstream.addr);
+    let upstream_ref = format!("docker://{}/library/busybox:v1", upstream.host());
     let out = Command::new("skopeo")
         .args([
             "copy",
@@ -151,7 +151,7 @@ fn pulls_through_from_an_upstream_docker_registry() -> Result<()> {
 
     let c = Cluster::start_with(&[
         "--registry-mirror",
-        &format!("upstream=http://{}", upstream.addr),
+        &format!("upstream=http://{}", upstream.host()),
     ])?;
     let skopeo = Skopeo::for_cluster(&c)?;
     let port = c.url().rsplit(':').next().unwrap_or_default().to_string();

@@ -32,9 +32,17 @@ fn layout(dir: &Path, size: usize, wasm: bool, seed: u64) -> Result<()> {
         Ok(format!("sha256:{digest}"))
     };
     let (config_type, layer_type, config) = if wasm {
-        ("application/vnd.wasm.config.v0+json", "application/wasm", serde_json::json!({"architecture":"wasm","os":"wasip1"}))
+        (
+            "application/vnd.wasm.config.v0+json",
+            "application/wasm",
+            serde_json::json!({"architecture":"wasm","os":"wasip1"}),
+        )
     } else {
-        ("application/vnd.oci.image.config.v1+json", "application/vnd.oci.image.layer.v1.tar", serde_json::json!({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}))
+        (
+            "application/vnd.oci.image.config.v1+json",
+            "application/vnd.oci.image.layer.v1.tar",
+            serde_json::json!({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}),
+        )
     };
     let config = serde_json::to_vec(&config)?;
     let manifest = serde_json::json!({
@@ -59,9 +67,16 @@ fn hex(bytes: &[u8]) -> String {
 
 fn skopeo(args: &[&str]) -> Result<f64> {
     let started = Instant::now();
-    let out = Command::new("skopeo").args(args).output().context("skopeo is not installed")?;
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .context("skopeo is not installed")?;
     if !out.status.success() {
-        bail!("skopeo {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "skopeo {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(started.elapsed().as_secs_f64())
 }
@@ -78,13 +93,24 @@ fn main() -> Result<()> {
     let certs = work.path().join("certs");
     std::fs::create_dir_all(&certs)?;
     std::fs::copy(cluster.data_dir().join("pki/ca.crt"), certs.join("ca.crt"))?;
-    let creds = format!("admin:{}", std::fs::read_to_string(cluster.data_dir().join("pki/admin.token"))?.trim());
-    let port = cluster.url().rsplit(':').next().unwrap_or_default().to_string();
+    let creds = format!(
+        "admin:{}",
+        std::fs::read_to_string(cluster.data_dir().join("pki/admin.token"))?.trim()
+    );
+    let port = cluster
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let cert = certs.to_string_lossy().to_string();
 
     println!("| artifact | registry | push MB/s (median of 3) | pull MB/s (median of 3) |");
     println!("|---|---|---|---|");
-    for (name, size, wasm) in [("5 MB Wasm module", 5 << 20, true), ("50 MB container image", 50 << 20, false)] {
+    for (name, size, wasm) in [
+        ("5 MB Wasm module", 5 << 20, true),
+        ("50 MB container image", 50 << 20, false),
+    ] {
         for target in ["bramble", "docker-registry"] {
             let (mut push, mut pull) = (Vec::new(), Vec::new());
             for run in 0..3u64 {
@@ -98,19 +124,53 @@ fn main() -> Result<()> {
                 match target {
                     "bramble" => {
                         let remote = format!("docker://127.0.0.1:{port}/{repo}:v1");
-                        push.push(skopeo(&["copy", "--dest-cert-dir", &cert, "--dest-creds", &creds, &from, &remote])?);
-                        pull.push(skopeo(&["copy", "--src-cert-dir", &cert, "--src-creds", &creds, &remote, &to_dir])?);
+                        push.push(skopeo(&[
+                            "copy",
+                            "--dest-cert-dir",
+                            &cert,
+                            "--dest-creds",
+                            &creds,
+                            &from,
+                            &remote,
+                        ])?);
+                        pull.push(skopeo(&[
+                            "copy",
+                            "--src-cert-dir",
+                            &cert,
+                            "--src-creds",
+                            &creds,
+                            &remote,
+                            &to_dir,
+                        ])?);
                     }
                     _ => {
-                        let remote = format!("docker://{}/{repo}:v1", upstream.addr);
-                        push.push(skopeo(&["copy", "--dest-tls-verify=false", &from, &remote])?);
-                        pull.push(skopeo(&["copy", "--src-tls-verify=false", &remote, &to_dir])?);
+                        let remote = format!("docker://{}/{repo}:v1", upstream.host());
+                        push.push(skopeo(&[
+                            "copy",
+                            "--dest-tls-verify=false",
+                            &from,
+                            &remote,
+                        ])?);
+                        pull.push(skopeo(&[
+                            "copy",
+                            "--src-tls-verify=false",
+                            &remote,
+                            &to_dir,
+                        ])?);
                     }
                 }
             }
             let mb = size as f64 / (1 << 20) as f64;
-            let transport = if target == "bramble" { "bramble (HTTPS, client auth)" } else { "docker-registry 2.8 (plain HTTP)" };
-            println!("| {name} | {transport} | {:.1} | {:.1} |", mb / median(push), mb / median(pull));
+            let transport = if target == "bramble" {
+                "bramble (HTTPS, client auth)"
+            } else {
+                "docker-registry 2.8 (plain HTTP)"
+            };
+            println!(
+                "| {name} | {transport} | {:.1} | {:.1} |",
+                mb / median(push),
+                mb / median(pull)
+            );
         }
     }
     Ok(())
