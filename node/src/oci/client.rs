@@ -25,7 +25,7 @@ use super::manifest::{Descriptor, Manifest};
 use super::media;
 use super::reference::Reference;
 
-pub use download::BlobDownload;
+pub use download::{partial_path, BlobDownload};
 pub use error::ClientError;
 use response::{error_detail, expect_status, read_limited};
 
