@@ -177,12 +177,12 @@ fn main() -> Result<()> {
             );
         }
     }
-    resume(&cluster, &work.path().join("bramble-52428800-0"))?;
+    resume(&cluster)?;
     Ok(())
 }
 
 /// Full download of the 50 MB layer against a resumed one.
-fn resume(cluster: &Cluster, source_layout: &Path) -> Result<()> {
+fn resume(cluster: &Cluster) -> Result<()> {
     use bramble_node::oci::{ClientConfig, Manifest, Reference, RegistryClient};
     let pki = cluster.data_dir().join("pki");
     let mut identity = std::fs::read(pki.join("admin.crt"))?;
@@ -217,12 +217,9 @@ fn resume(cluster: &Cluster, source_layout: &Path) -> Result<()> {
         let full_secs = started.elapsed().as_secs_f64();
 
         let resumed_dest = dir.path().join("resumed");
-        let hex = layer
-            .digest
-            .to_string()
-            .trim_start_matches("sha256:")
-            .to_string();
-        let data = std::fs::read(source_layout.join("blobs/sha256").join(hex))?;
+        // skopeo compresses the uncompressed layer on push, so the stored blob is the one the
+        // full download just fetched (verified against its digest).
+        let data = std::fs::read(&full_dest).context("reading the full download")?;
         let half = data.len() / 2;
         std::fs::write(
             bramble_node::oci::client::partial_path(&resumed_dest),
@@ -237,7 +234,9 @@ fn resume(cluster: &Cluster, source_layout: &Path) -> Result<()> {
             std::fs::read(&resumed_dest)? == data,
             "the resumed download differs from the source"
         );
-        println!("\n| 50 MB layer pull by the node's puller | bytes over the network | time |");
+        println!(
+            "\n| 50 MB image layer pulled by the node's puller | bytes over the network | time |"
+        );
         println!("|---|---|---|");
         println!(
             "| full download | {} | {:.0} ms |",
