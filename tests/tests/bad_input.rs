@@ -2,27 +2,6 @@
 
 use anyhow::{ensure, Result};
 use bramble_tests::{kube_client, Cluster};
-use http_body_util::BodyExt;
-use serde_json::Value;
-
-async fn send(
-    client: &kube::Client,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: Vec<u8>,
-) -> Result<(u16, Value)> {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("Content-Type", content_type)
-        .body(kube::client::Body::from(body))?;
-    let resp = client.send(req).await?;
-    let code = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await?.to_bytes();
-    let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Ok((code, v))
-}
 
 #[test]
 fn malformed_requests_are_refused_and_change_nothing() -> Result<()> {
@@ -45,29 +24,29 @@ fn malformed_requests_are_refused_and_change_nothing() -> Result<()> {
             ("body over 3 MiB", "application/json", format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big"}},"data":{{"a":"{}"}}}}"#, "x".repeat(3 * 1024 * 1024 + 10)).into_bytes(), 413, "larger than"),
         ];
         for (what, ct, body, want, needle) in cases {
-            let (code, status) = send(&client, "POST", cms, ct, body).await?;
+            let (code, status) = kube_client::send_raw(&client, "POST", cms, ct, body).await?;
             ensure!(code == want, "{what}: got {code}, want {want}: {status}");
             ensure!(status["kind"] == "Status" && status["code"] == want, "{what}: not a Status: {status}");
             let msg = status["message"].as_str().unwrap_or_default();
             ensure!(msg.contains(needle), "{what}: message {msg:?} should mention {needle:?}");
         }
         // Strict field validation names the unknown field.
-        let (code, status) = send(&client, "POST", &format!("{cms}?fieldValidation=Strict"), "application/json", br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"bogus":true}"#.to_vec()).await?;
+        let (code, status) = kube_client::send_raw(&client, "POST", &format!("{cms}?fieldValidation=Strict"), "application/json", br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"bogus":true}"#.to_vec()).await?;
         ensure!(code == 400 && status["message"].as_str().unwrap_or_default().contains("unknown field \"bogus\""), "{status}");
         // Bad patches.
-        send(&client, "POST", cms, "application/json", br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"target"},"data":{"a":"1"}}"#.to_vec()).await?;
+        kube_client::send_raw(&client, "POST", cms, "application/json", br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"target"},"data":{"a":"1"}}"#.to_vec()).await?;
         let target = format!("{cms}/target");
-        let (code, _) = send(&client, "PATCH", &target, "application/json-patch+json", br#"[{"op":"replace","path":"/nope/deeper","value":1}]"#.to_vec()).await?;
+        let (code, _) = kube_client::send_raw(&client, "PATCH", &target, "application/json-patch+json", br#"[{"op":"replace","path":"/nope/deeper","value":1}]"#.to_vec()).await?;
         ensure!(code == 422, "json patch on a missing path: {code}");
-        let (code, _) = send(&client, "PATCH", &target, "application/strategic-merge-patch+json", b"{not json".to_vec()).await?;
+        let (code, _) = kube_client::send_raw(&client, "PATCH", &target, "application/strategic-merge-patch+json", b"{not json".to_vec()).await?;
         ensure!(code == 400, "malformed strategic merge patch: {code}");
-        let (code, _) = send(&client, "PATCH", &target, "application/merge-patch+json", br#"{"metadata":{"resourceVersion":"1"},"data":{"a":"2"}}"#.to_vec()).await?;
+        let (code, _) = kube_client::send_raw(&client, "PATCH", &target, "application/merge-patch+json", br#"{"metadata":{"resourceVersion":"1"},"data":{"a":"2"}}"#.to_vec()).await?;
         ensure!(code == 409, "stale resourceVersion in a patch must conflict: {code}");
-        let (code, _) = send(&client, "GET", "/api/v1/namespaces/default/configmaps?labelSelector=a%20in%20(b", "application/json", vec![]).await?;
+        let (code, _) = kube_client::send_raw(&client, "GET", "/api/v1/namespaces/default/configmaps?labelSelector=a%20in%20(b", "application/json", vec![]).await?;
         ensure!(code == 400, "bad label selector: {code}");
-        let (code, _) = send(&client, "GET", "/api/v1/namespaces/default/configmaps?fieldSelector=spec.nope%3D1", "application/json", vec![]).await?;
+        let (code, _) = kube_client::send_raw(&client, "GET", "/api/v1/namespaces/default/configmaps?fieldSelector=spec.nope%3D1", "application/json", vec![]).await?;
         ensure!(code == 400, "unsupported field selector: {code}");
-        let (code, _) = send(&client, "GET", "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=abc", "application/json", vec![]).await?;
+        let (code, _) = kube_client::send_raw(&client, "GET", "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=abc", "application/json", vec![]).await?;
         ensure!(code == 400, "a non-numeric resourceVersion: {code}");
         anyhow::Ok(())
     })?;

@@ -8,7 +8,6 @@ use std::process::Command;
 use anyhow::{bail, ensure, Context, Result};
 use bramble_tests::upstream_registry::UpstreamRegistry;
 use bramble_tests::{kube_client, Cluster};
-use http_body_util::BodyExt;
 use serde_json::Value;
 
 fn images_dir() -> Result<PathBuf> {
@@ -170,24 +169,6 @@ fn pulls_through_from_an_upstream_docker_registry() -> Result<()> {
     Ok(())
 }
 
-async fn send(
-    client: &kube::Client,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: Vec<u8>,
-) -> Result<(u16, Value)> {
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("Content-Type", content_type)
-        .body(kube::client::Body::from(body))?;
-    let resp = client.send(req).await?;
-    let code = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await?.to_bytes();
-    Ok((code, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
-}
-
 fn error_code(v: &Value) -> &str {
     v["errors"][0]["code"].as_str().unwrap_or_default()
 }
@@ -203,14 +184,14 @@ fn bad_pushes_are_refused_with_oci_errors_and_store_nothing() -> Result<()> {
         let blob = b"hello bramble".to_vec();
         let wrong = format!("sha256:{}", "0".repeat(64));
         // A blob whose digest does not match its content.
-        let (code, v) = send(&client, "POST", &format!("/v2/samples/x/blobs/uploads/?digest={wrong}"), "application/octet-stream", blob.clone()).await?;
+        let (code, v) = kube_client::send_raw(&client, "POST", &format!("/v2/samples/x/blobs/uploads/?digest={wrong}"), "application/octet-stream", blob.clone()).await?;
         ensure!(code == 400 && error_code(&v) == "DIGEST_INVALID", "{code} {v}");
-        let (code, _) = send(&client, "HEAD", &format!("/v2/samples/x/blobs/{wrong}"), "", vec![]).await?;
+        let (code, _) = kube_client::send_raw(&client, "HEAD", &format!("/v2/samples/x/blobs/{wrong}"), "", vec![]).await?;
         ensure!(code == 404, "a refused blob must not be stored: {code}");
         // Invalid repository name and tag characters.
-        let (code, v) = send(&client, "GET", "/v2/Samples/UPPER/tags/list", "", vec![]).await?;
+        let (code, v) = kube_client::send_raw(&client, "GET", "/v2/Samples/UPPER/tags/list", "", vec![]).await?;
         ensure!(code == 400 && error_code(&v) == "NAME_INVALID", "{code} {v}");
-        let (code, v) = send(&client, "PUT", "/v2/samples/x/manifests/bad$tag", "application/vnd.oci.image.manifest.v1+json", b"{}".to_vec()).await?;
+        let (code, v) = kube_client::send_raw(&client, "PUT", "/v2/samples/x/manifests/bad$tag", "application/vnd.oci.image.manifest.v1+json", b"{}".to_vec()).await?;
         ensure!(code == 400 && (error_code(&v) == "TAG_INVALID" || error_code(&v) == "MANIFEST_INVALID"), "{code} {v}");
         // A manifest referencing a blob that does not exist.
         let manifest = serde_json::json!({
@@ -219,12 +200,12 @@ fn bad_pushes_are_refused_with_oci_errors_and_store_nothing() -> Result<()> {
             "config": { "mediaType": "application/vnd.wasm.config.v0+json", "digest": wrong, "size": 2 },
             "layers": [{ "mediaType": "application/wasm", "digest": wrong, "size": 13 }],
         });
-        let (code, v) = send(&client, "PUT", "/v2/samples/x/manifests/v1", "application/vnd.oci.image.manifest.v1+json", serde_json::to_vec(&manifest)?).await?;
+        let (code, v) = kube_client::send_raw(&client, "PUT", "/v2/samples/x/manifests/v1", "application/vnd.oci.image.manifest.v1+json", serde_json::to_vec(&manifest)?).await?;
         ensure!(code == 400 && error_code(&v) == "MANIFEST_BLOB_UNKNOWN", "{code} {v}");
         // An unknown manifest media type.
-        let (code, v) = send(&client, "PUT", "/v2/samples/x/manifests/v1", "application/x-bogus", b"{}".to_vec()).await?;
+        let (code, v) = kube_client::send_raw(&client, "PUT", "/v2/samples/x/manifests/v1", "application/x-bogus", b"{}".to_vec()).await?;
         ensure!((code == 400 || code == 415) && error_code(&v) == "MANIFEST_INVALID", "{code} {v}");
-        let (code, v) = send(&client, "GET", "/v2/_catalog", "", vec![]).await?;
+        let (code, v) = kube_client::send_raw(&client, "GET", "/v2/_catalog", "", vec![]).await?;
         ensure!(code == 200 && v["repositories"].as_array().is_none_or(Vec::is_empty), "nothing may be stored: {v}");
         anyhow::Ok(())
     })
