@@ -346,7 +346,7 @@ impl WatchCache {
     pub fn reset(&self, kvs: Vec<KeyValue>, revision: Revision) {
         let mut fresh = BTreeMap::new();
         for kv in kvs {
-            if let Some(obj) = decode(&kv.value, kv.mod_revision) {
+            if let Some(obj) = decode(&kv.value) {
                 fresh.insert(kv.key, Arc::new(CachedObject::new(obj, kv.mod_revision)));
             }
         }
@@ -400,7 +400,7 @@ impl WatchCache {
         let previous = state.objects.get(&key).cloned();
         let change = match event.kind {
             EventKind::Put => {
-                let Some(obj) = decode(&event.kv.value, revision) else {
+                let Some(obj) = decode(&event.kv.value) else {
                     tracing::error!(key = %key, rv = revision, "store holds an undecodable object; skipped");
                     state.revision = revision;
                     return;
@@ -499,7 +499,7 @@ fn change(
 
 /// Parses a stored object (the store revision is its resourceVersion; it is never stored inside
 /// the value, and is stamped by [`CachedObject::new`]).
-fn decode(bytes: &[u8], _revision: Revision) -> Option<Value> {
+fn decode(bytes: &[u8]) -> Option<Value> {
     let value: Value = serde_json::from_slice(bytes).ok()?;
     value.is_object().then_some(value)
 }

@@ -242,8 +242,8 @@ impl Cluster {
         Ok(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 
-    /// Runs `kubectl apply -f -` (or any command reading stdin) with `input`.
-    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Result<String> {
+    /// Runs kubectl with `input` on its stdin and returns its output, whatever the exit code.
+    pub fn kubectl_with_input(&self, args: &[&str], input: &str) -> Result<Output> {
         let mut child = self
             .kubectl_command(args)
             .stdin(Stdio::piped())
@@ -255,7 +255,12 @@ impl Cluster {
             .take()
             .context("no stdin")?
             .write_all(input.as_bytes())?;
-        let out = child.wait_with_output()?;
+        Ok(child.wait_with_output()?)
+    }
+
+    /// Runs `kubectl apply -f -` (or any command reading stdin) with `input`.
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Result<String> {
+        let out = self.kubectl_with_input(args, input)?;
         if !out.status.success() {
             bail!(
                 "kubectl {} failed: {}{}",

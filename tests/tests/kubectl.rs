@@ -201,18 +201,7 @@ fn apply_three_way_merge_removes_what_the_manifest_dropped() -> Result<()> {
     ensure!(secret["data"]["password"] == "aHVudGVyMg==", "{secret}");
     // Strict validation refuses unknown fields and writes nothing.
     let bad = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\n  namespace: shop\ndata: {}\nbogus: 1\n";
-    let out = c
-        .kubectl_command(&["apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut ch| {
-            use std::io::Write;
-            if let Some(mut s) = ch.stdin.take() {
-                s.write_all(bad.as_bytes())?;
-            }
-            ch.wait_with_output()
-        })?;
+    let out = c.kubectl_with_input(&["apply", "-f", "-"], bad)?;
     let err = String::from_utf8_lossy(&out.stderr);
     ensure!(
         !out.status.success() && err.contains("unknown field \"bogus\""),
@@ -242,19 +231,10 @@ fn server_side_apply_tracks_owners_and_reports_conflicts() -> Result<()> {
         .collect();
     ensure!(managers.contains(&"kubectl".to_string()), "{managers:?}");
     let other = APP.replace("replicas: 2", "replicas: 5");
-    let out = c
-        .kubectl_command(&["apply", "--server-side", "--field-manager=other", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut ch| {
-            use std::io::Write;
-            if let Some(mut s) = ch.stdin.take() {
-                s.write_all(other.as_bytes())?;
-            }
-            ch.wait_with_output()
-        })?;
+    let out = c.kubectl_with_input(
+        &["apply", "--server-side", "--field-manager=other", "-f", "-"],
+        &other,
+    )?;
     let err = String::from_utf8_lossy(&out.stderr);
     ensure!(
         !out.status.success() && err.contains("conflict") && err.contains(".spec.replicas"),

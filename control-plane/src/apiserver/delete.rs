@@ -237,7 +237,7 @@ impl ApiServer {
                     json!(resp.revision.to_string()),
                 );
                 if namespace_cleanup {
-                    self.clean_namespace_later(name.to_string());
+                    self.wake_namespace_cleaner();
                 }
                 return Ok((next, !pending));
             }

@@ -45,7 +45,7 @@ impl ApiServer {
         Ok(())
     }
 
-    pub(super) fn clean_namespace_later(&self, _name: String) {
+    pub(super) fn wake_namespace_cleaner(&self) {
         self.namespace_work.notify_one();
     }
 
@@ -122,7 +122,7 @@ impl ApiServer {
             }
             if remaining > 0 {
                 // Check again once the deletes above show up in the cache.
-                let (left, _) = self.count_in_namespace(&name);
+                let left = self.count_in_namespace(&name);
                 if left > 0 {
                     pending = true;
                     continue;
@@ -133,8 +133,8 @@ impl ApiServer {
         Ok(pending)
     }
 
-    fn count_in_namespace(&self, namespace: &str) -> (usize, ()) {
-        let count = RESOURCES
+    fn count_in_namespace(&self, namespace: &str) -> usize {
+        RESOURCES
             .iter()
             .filter(|r| r.namespaced && !r.create_only)
             .map(|r| {
@@ -143,8 +143,7 @@ impl ApiServer {
                     .0
                     .len()
             })
-            .sum();
-        (count, ())
+            .sum()
     }
 
     async fn finalize_namespace(&self, ns: &Value) -> Result<(), ApiError> {

@@ -77,10 +77,6 @@ pub fn remove_meta(object: &mut Value, field: &str) -> Option<Value> {
 
 /// The current time as Kubernetes writes it (RFC 3339, seconds).
 pub fn now_rfc3339() -> String {
-    chrono_like_now()
-}
-
-fn chrono_like_now() -> String {
     let now = time::OffsetDateTime::now_utc();
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",

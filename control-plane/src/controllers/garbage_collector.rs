@@ -330,20 +330,7 @@ async fn process(api: &ApiServer, index: &Index, work: &Work) -> Result<(), ApiE
                 for (dep, dep_obj) in &dependents {
                     waiting = true;
                     if !dep_obj.deleting {
-                        let opts = DeleteOptions {
-                            propagation: Some("Foreground".into()),
-                            ..Default::default()
-                        };
-                        api.delete_object(
-                            dep.resource,
-                            dep.namespace.as_deref(),
-                            &dep.name,
-                            &opts,
-                            false,
-                        )
-                        .await
-                        .map(|_| ())
-                        .or_else(ignore_not_found)?;
+                        delete_dependent(api, dep, "Foreground").await?;
                     }
                 }
                 if !waiting {
@@ -369,8 +356,18 @@ async fn delete_if_orphaned(
         return Ok(());
     }
     tracing::info!(kind = dep.resource.kind, namespace = ?dep.namespace, name = %dep.name, "deleting object whose owners are gone");
+    delete_dependent(api, dep, "Background").await
+}
+
+/// Deletes `dep` with `propagation`, only if it is still the object the index saw (uid
+/// precondition); an object already gone is fine.
+async fn delete_dependent(
+    api: &ApiServer,
+    dep: &ObjectRef,
+    propagation: &str,
+) -> Result<(), ApiError> {
     let opts = DeleteOptions {
-        propagation: Some("Background".into()),
+        propagation: Some(propagation.into()),
         uid: Some(dep.uid.clone()),
         ..Default::default()
     };
