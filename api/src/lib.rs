@@ -3,5 +3,6 @@
 
 pub mod fields;
 pub mod labels;
+pub mod node_protocol;
 pub mod quantity;
 pub mod validation;

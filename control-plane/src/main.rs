@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use bramble_control_plane::cli;
+use bramble_control_plane::node_gateway::GatewayConfig;
 use bramble_control_plane::server::{run, ServerConfig};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -30,24 +31,69 @@ enum Command {
         command: ImageCommand,
     },
     /// Run the control plane: the Kubernetes API over HTTPS on an embedded store.
-    Server {
-        /// Directory for the store, the PKI and kubeconfig.yaml.
-        #[arg(long, env = "BRAMBLE_DATA_DIR", default_value = "/var/lib/bramble")]
-        data_dir: PathBuf,
-        /// Address and port to listen on.
-        #[arg(long, env = "BRAMBLE_LISTEN", default_value = "0.0.0.0:6443")]
-        listen: SocketAddr,
-        /// Extra DNS names or IP addresses for the serving certificate (repeatable).
-        #[arg(long = "tls-san", env = "BRAMBLE_TLS_SAN", value_delimiter = ',')]
-        tls_san: Vec<String>,
-        /// How many recent changes are kept for resuming watches.
-        #[arg(long, env = "BRAMBLE_WATCH_HISTORY", default_value_t = 10_000)]
-        watch_history: usize,
-        /// Pull-through mirror for the embedded registry, PREFIX=URL (repeatable): pulls of
-        /// repositories under PREFIX that are not stored are fetched from URL.
-        #[arg(long = "registry-mirror", env = "BRAMBLE_REGISTRY_MIRROR", value_delimiter = ',', value_parser = bramble_control_plane::server::parse_mirror)]
-        registry_mirror: Vec<bramble_control_plane::registry::Mirror>,
+    Server(ServerArgs),
+    /// Run a whole cluster in one process: the control plane and a local node.
+    Up(ServerArgs),
+    /// Create, list and revoke join tokens for nodes.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Directory for the store, the PKI and kubeconfig.yaml.
+    #[arg(long, env = "BRAMBLE_DATA_DIR", default_value = "/var/lib/bramble")]
+    data_dir: PathBuf,
+    /// Address and port to listen on.
+    #[arg(long, env = "BRAMBLE_LISTEN", default_value = "0.0.0.0:6443")]
+    listen: SocketAddr,
+    /// Extra DNS names or IP addresses for the serving certificate (repeatable).
+    #[arg(long = "tls-san", env = "BRAMBLE_TLS_SAN", value_delimiter = ',')]
+    tls_san: Vec<String>,
+    /// How many recent changes are kept for resuming watches.
+    #[arg(long, env = "BRAMBLE_WATCH_HISTORY", default_value_t = 10_000)]
+    watch_history: usize,
+    /// Pull-through mirror for the embedded registry, PREFIX=URL (repeatable): pulls of
+    /// repositories under PREFIX that are not stored are fetched from URL.
+    #[arg(long = "registry-mirror", env = "BRAMBLE_REGISTRY_MIRROR", value_delimiter = ',', value_parser = bramble_control_plane::server::parse_mirror)]
+    registry_mirror: Vec<bramble_control_plane::registry::Mirror>,
+    /// Seconds between node status writes while nothing changes (heartbeats stay in memory;
+    /// long intervals spare SD cards).
+    #[arg(long, env = "BRAMBLE_NODE_STATUS_INTERVAL", default_value_t = 300)]
+    node_status_interval: u64,
+    /// Seconds without a heartbeat after which a node's Ready condition becomes Unknown.
+    #[arg(long, env = "BRAMBLE_NODE_GRACE", default_value_t = 40)]
+    node_grace: u64,
+}
+
+impl ServerArgs {
+    fn into_config(self) -> ServerConfig {
+        let secs = std::time::Duration::from_secs;
+        ServerConfig {
+            data_dir: self.data_dir,
+            listen: self.listen,
+            tls_sans: self.tls_san,
+            watch_history: self.watch_history,
+            registry_mirrors: self.registry_mirror,
+            gateway: GatewayConfig {
+                status_interval: secs(self.node_status_interval.max(1)),
+                grace: secs(self.node_grace.max(4)),
+                ..GatewayConfig::default()
+            },
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a join token and print it for `bramble-node join --token`.
+    Create(cli::token::CreateArgs),
+    /// List join tokens.
+    Ls(cli::token::LsArgs),
+    /// Revoke a join token.
+    Revoke(cli::token::RevokeArgs),
 }
 
 #[derive(Subcommand)]
@@ -96,22 +142,13 @@ fn main() -> anyhow::Result<()> {
                 };
                 result.map_err(|e| anyhow::anyhow!("{e}"))
             }
-            Command::Server {
-                data_dir,
-                listen,
-                tls_san,
-                watch_history,
-                registry_mirror,
-            } => {
-                let config = ServerConfig {
-                    data_dir,
-                    listen,
-                    tls_sans: tls_san,
-                    watch_history,
-                    registry_mirrors: registry_mirror,
-                };
-                run(config, shutdown, None).await
-            }
+            Command::Server(args) => run(args.into_config(), shutdown, None).await,
+            Command::Up(args) => bramble_control_plane::up::run(args.into_config(), shutdown).await,
+            Command::Token { command } => match command {
+                TokenCommand::Create(args) => cli::token::create(args).await,
+                TokenCommand::Ls(args) => cli::token::ls(args).await,
+                TokenCommand::Revoke(args) => cli::token::revoke(args).await,
+            },
         }
     })
 }

@@ -17,6 +17,11 @@ use rcgen::{
 
 /// The user name of the admin identity written to the kubeconfig.
 pub const ADMIN_USER: &str = "bramble-admin";
+/// User name prefix of node credentials (as in Kubernetes).
+pub const NODE_USER_PREFIX: &str = "system:node:";
+/// Group of node credentials (as in Kubernetes).
+pub const NODES_GROUP: &str = "system:nodes";
+
 /// The group that may do everything (as in Kubernetes).
 pub const ADMIN_GROUP: &str = "system:masters";
 
@@ -229,6 +234,26 @@ impl Pki {
                 source,
             })?;
         Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// Signs a node's certificate request. The subject and usages come from here, never from
+    /// the request: CN `system:node:<node>`, O `system:nodes`, client auth only.
+    pub fn sign_node(&self, csr_pem: &str, node: &str, days: i64) -> Result<String, PkiError> {
+        let mut request = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|source| PkiError::Cert { what: "node certificate request", source })?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn(&format!("{NODE_USER_PREFIX}{node}"), Some(&[NODES_GROUP]));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        (params.not_before, params.not_after) = validity(days);
+        request.params = params;
+        let cert = request
+            .signed_by(&self.issuer()?)
+            .map_err(|source| PkiError::Cert { what: "node", source })?;
+        Ok(cert.pem())
     }
 
     /// The kubeconfig for the admin user, talking to `server` (an https URL).

@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::apiserver::auth::{Identity, TokenAuthenticator};
 use crate::apiserver::{openapi, tls_config, ApiServer};
+use crate::node_gateway::{GatewayConfig, NodeGateway};
 use crate::pki::{Pki, ADMIN_GROUP, ADMIN_USER};
+use bramble_api::node_protocol::node_gateway_server::NodeGatewayServer;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 use crate::watch_cache::WatchCache;
@@ -29,6 +31,8 @@ pub struct ServerConfig {
     pub watch_history: usize,
     /// Upstream registries the embedded registry mirrors (pull-through).
     pub registry_mirrors: Vec<crate::registry::Mirror>,
+    /// Heartbeat and node-status timings.
+    pub gateway: GatewayConfig,
 }
 
 /// Parses `PREFIX=URL` (repositories under PREFIX are pulled through from URL; `http://` URLs
@@ -130,6 +134,8 @@ pub async fn run(
         namespace_work: tokio::sync::Notify::new(),
         metrics: Default::default(),
         registry: registry.clone(),
+        nodes: Arc::default(),
+        ca_pem: pki.ca_pem.clone(),
     });
     api.ensure_system_namespaces()
         .await
@@ -139,12 +145,16 @@ pub async fn run(
     let registry_gc = tokio::spawn(collect_registry_garbage(registry, shutdown.clone()));
 
     let tls = tls_config(&pki.ca_pem, &pki.server_cert_pem, &pki.server_key_pem)?;
+    let gateway = NodeGateway::new(api.clone(), Arc::new(pki), config.gateway.clone());
+    let monitor = gateway.spawn_monitor(shutdown.clone());
+    let grpc = NodeGatewayServer::new(gateway);
     tracing::info!(address = %local, kubeconfig = %kubeconfig.display(), "API server listening");
     if let Some(ready) = on_ready {
         ready(local);
     }
-    let served = api.clone().serve(listener, tls).await;
+    let served = api.clone().serve(listener, tls, grpc).await;
     shutdown.cancel();
+    let _ = monitor.await;
     let _ = cleaner.await;
     let _ = collector.await;
     let _ = registry_gc.await;

@@ -1,5 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+pub mod agent;
+pub mod connection;
+pub mod credentials;
+pub mod durable;
 pub mod image_cache;
 pub mod oci;
+pub mod pod;
+pub mod run;

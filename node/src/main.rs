@@ -1,18 +1,141 @@
-//! `bramble-node`: the node agent. Not built yet (see the node agent issue); this binary says so
-//! instead of pretending to run pods.
+//! `bramble-node`: the node agent. `join` trades a join token for a node certificate and runs
+//! the node; `run` runs a node that joined before (after a reboot, or while the control plane
+//! is unreachable).
 
-use clap::Parser;
+use std::path::PathBuf;
+
+use bramble_node::credentials::{self, Credentials};
+use bramble_node::run::{hostname, run_node, NodeOptions};
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(
-    name = "bramble-node",
-    version,
-    about = "Bramble's node agent (not built yet)"
-)]
-struct Cli {}
+#[command(name = "bramble-node", version, about = "Bramble's node agent: runs Wasm pods in wasmtime")]
+struct Cli {
+    /// Log filter (tracing's EnvFilter syntax).
+    #[arg(long, env = "BRAMBLE_LOG", default_value = "info", global = true)]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// Directory for credentials, desired state, images, compiled modules, pods and logs.
+    #[arg(long, env = "BRAMBLE_NODE_DATA_DIR", default_value = "/var/lib/bramble-node")]
+    data_dir: PathBuf,
+    /// Board profile reported to the control plane.
+    #[arg(long, env = "BRAMBLE_BOARD", default_value = "generic")]
+    board: String,
+    /// Most pods this node runs.
+    #[arg(long, env = "BRAMBLE_MAX_PODS", default_value_t = 110)]
+    max_pods: u32,
+    /// Address pods are reached on (Wasm pods share the node's network).
+    #[arg(long, env = "BRAMBLE_NODE_IP", default_value = "127.0.0.1")]
+    node_ip: String,
+    /// Disk budget of the image cache, in MiB.
+    #[arg(long, env = "BRAMBLE_IMAGE_BUDGET_MIB", default_value_t = 1024)]
+    image_budget_mib: u64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Join a cluster with a token from `bramble token create`, then run.
+    Join {
+        /// The control plane, https://HOST:6443.
+        #[arg(long, env = "BRAMBLE_SERVER")]
+        server: String,
+        /// The join token.
+        #[arg(long, env = "BRAMBLE_TOKEN")]
+        token: String,
+        /// The node's name (default: the host name).
+        #[arg(long, env = "BRAMBLE_NODE_NAME")]
+        name: Option<String>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Run a node that has joined before.
+    Run {
+        #[command(flatten)]
+        common: Common,
+    },
+}
 
 fn main() -> std::process::ExitCode {
-    let _ = Cli::parse();
-    eprintln!("bramble-node: the node agent is not built yet; a Bramble cluster has no nodes until it lands");
-    std::process::ExitCode::from(2)
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log_level))
+        .with_writer(std::io::stderr)
+        .init();
+    // Boards have 1-4 cores: a small runtime; Wasm guests yield at epoch ticks.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(4)))
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bramble-node: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bramble-node: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: stopping pods (they restart when the agent does)");
+            shutdown.cancel();
+        });
+    }
+    let (credentials, common) = match command {
+        Command::Join { server, token, name, common } => {
+            let name = name.unwrap_or_else(hostname);
+            let credentials = match Credentials::load(&common.data_dir)? {
+                // Joined before: the token may have expired since, and is not needed.
+                Some(c) if c.server == server.trim_end_matches('/') && c.node_name == name => c,
+                _ => credentials::join(&server, &token, &name, &common.data_dir).await?,
+            };
+            eprintln!("bramble-node: node {name} joined {server}");
+            (credentials, common)
+        }
+        Command::Run { common } => {
+            let credentials = Credentials::load(&common.data_dir)?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{} holds no credentials: join first with `bramble-node join --server URL --token TOKEN`",
+                    common.data_dir.display()
+                )
+            })?;
+            (credentials, common)
+        }
+    };
+    let options = NodeOptions {
+        data_dir: common.data_dir,
+        board: common.board,
+        max_pods: common.max_pods,
+        host_ip: common.node_ip,
+        image_budget: common.image_budget_mib.saturating_mul(1024 * 1024),
+    };
+    run_node(credentials, options, shutdown).await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

@@ -26,6 +26,13 @@ impl Identity {
         self.groups.iter().any(|g| g == ADMIN_GROUP)
     }
 
+    /// The node this identity is the credential of, if it is a node's.
+    pub fn node_name(&self) -> Option<&str> {
+        let name = self.user.strip_prefix(crate::pki::NODE_USER_PREFIX)?;
+        (self.groups.iter().any(|g| g == crate::pki::NODES_GROUP) && !name.is_empty())
+            .then_some(name)
+    }
+
     /// The identity named by a verified client certificate. The TLS layer has already checked
     /// the chain against the cluster CA; this only reads the subject.
     pub fn from_certificate(cert: &CertificateDer<'_>) -> Option<Identity> {
@@ -94,7 +101,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Paths anyone may read, as on a Kubernetes API server.
 pub fn is_public_path(path: &str) -> bool {
-    matches!(path, "/version" | "/healthz" | "/livez" | "/readyz")
+    matches!(
+        path,
+        "/version" | "/healthz" | "/livez" | "/readyz" | "/cacerts"
+    )
 }
 
 #[cfg(test)]

@@ -15,10 +15,12 @@ pub mod protobuf;
 pub mod request;
 pub mod resources;
 pub mod status;
+pub mod streaming;
 pub mod table;
 pub mod typed;
 
 mod namespaces;
+mod pod_streams;
 mod read;
 mod reviews;
 mod subresources;
@@ -64,7 +66,19 @@ pub struct ApiServer {
     pub metrics: metrics::Metrics,
     /// The OCI registry served under /v2/.
     pub registry: Arc<crate::registry::Registry>,
+    /// Connected nodes, for logs, exec, attach and port-forward.
+    pub nodes: Arc<crate::node_gateway::sessions::NodeSessions>,
+    /// The cluster CA certificate, PEM, served at /cacerts for joining nodes.
+    pub ca_pem: String,
 }
+
+/// The node protocol's gRPC service, served on the API port.
+pub type GrpcService = bramble_api::node_protocol::node_gateway_server::NodeGatewayServer<
+    crate::node_gateway::NodeGateway,
+>;
+
+/// What the connection handler answers with: the API's bodies or gRPC's.
+type ServedBody = http_body_util::Either<Body, tonic::body::Body>;
 
 /// One request's context.
 pub struct Ctx {
@@ -82,6 +96,14 @@ pub struct Ctx {
     pub user_agent: Option<String>,
     /// The negotiated output.
     pub output: Output,
+}
+
+/// gRPC requests (the node protocol) are told apart from the Kubernetes API by content type.
+fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
 /// Builds the rustls server config: TLS 1.2/1.3, client certificates verified against the
@@ -139,6 +161,7 @@ impl ApiServer {
         self: Arc<Self>,
         listener: TcpListener,
         tls: rustls::ServerConfig,
+        grpc: GrpcService,
     ) -> anyhow::Result<()> {
         let acceptor = TlsAcceptor::from(Arc::new(tls));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -157,6 +180,7 @@ impl ApiServer {
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let server = self.clone();
+            let grpc = grpc.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
                 let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp))
@@ -175,11 +199,28 @@ impl ApiServer {
                     .peer_certificates()
                     .and_then(|chain| chain.first())
                     .and_then(Identity::from_certificate);
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                     let server = server.clone();
                     let identity = cert_identity.clone();
+                    let mut grpc = grpc.clone();
                     async move {
-                        Ok::<_, std::convert::Infallible>(server.handle(req, identity, peer).await)
+                        if is_grpc(&req) {
+                            // Nodes: the gateway reads the certificate identity itself.
+                            req.extensions_mut()
+                                .insert(crate::node_gateway::PeerIdentity(identity));
+                            let resp = match tower_service::Service::call(&mut grpc, req).await {
+                                Ok(resp) => resp,
+                                Err(never) => match never {},
+                            };
+                            return Ok::<_, std::convert::Infallible>(
+                                resp.map(http_body_util::Either::Right),
+                            );
+                        }
+                        let resp: Response<ServedBody> = server
+                            .handle(req, identity, peer)
+                            .await
+                            .map(http_body_util::Either::Left);
+                        Ok(resp)
                     }
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -231,6 +272,7 @@ impl ApiServer {
         if auth::is_public_path(&path) {
             return Ok(match path.as_str() {
                 "/version" => json_response(200, &discovery::version()),
+                "/cacerts" => bytes_response(200, "application/x-pem-file", self.ca_pem.clone()),
                 _ => bytes_response(200, "text/plain; charset=utf-8", "ok"),
             });
         }
@@ -281,7 +323,16 @@ impl ApiServer {
                         r.resource.group
                     )));
                 }
-                self.resource(r, ctx, req.into_body()).await
+                let pod_sub = (r.resource.kind == "Pod")
+                    .then_some(r.subresource.as_deref())
+                    .flatten();
+                match pod_sub {
+                    Some("exec") => self.pod_exec(&r, &ctx, req, false).await,
+                    Some("attach") => self.pod_exec(&r, &ctx, req, true).await,
+                    Some("portforward") => self.pod_port_forward(&r, req).await,
+                    Some("log") if ctx.method == Method::GET => self.pod_log(&r, &ctx).await,
+                    _ => self.resource(r, ctx, req.into_body()).await,
+                }
             }
         }
     }

@@ -165,6 +165,27 @@ pub static RESOURCES: &[Resource] = &[
                 verbs: &["get"],
             },
             Subresource {
+                name: "exec",
+                kind: "PodExecOptions",
+                group: "",
+                version: "v1",
+                verbs: &["create", "get"],
+            },
+            Subresource {
+                name: "attach",
+                kind: "PodAttachOptions",
+                group: "",
+                version: "v1",
+                verbs: &["create", "get"],
+            },
+            Subresource {
+                name: "portforward",
+                kind: "PodPortForwardOptions",
+                group: "",
+                version: "v1",
+                verbs: &["create", "get"],
+            },
+            Subresource {
                 name: "eviction",
                 kind: "Eviction",
                 group: "policy",

@@ -1,4 +1,5 @@
-//! Subresources: status, scale (autoscaling/v1 Scale), pods/eviction, pods/binding, pods/log.
+//! Subresources: status, scale (autoscaling/v1 Scale), pods/eviction, pods/binding (pods/log,
+//! exec, attach and portforward reach the node: see `pod_streams`).
 
 use http::{Method, Response};
 use hyper::body::Incoming;
@@ -149,22 +150,6 @@ impl ApiServer {
                     &success_status(res, &name),
                     ctx.output,
                 ))
-            }
-            ("log", Method::GET) => {
-                self.fresh_cache().await?;
-                let pod = self
-                    .cache
-                    .get(&objects::key(res, r.namespace.as_deref(), &name))
-                    .ok_or_else(|| ApiError::not_found(res, &name))?;
-                let node = pod.field("spec.nodeName").unwrap_or("").to_string();
-                // Logs travel over the node stream, which the node agent brings.
-                Err(ApiError::bad_request(if node.is_empty() {
-                    format!("pod {name} is not scheduled to a node yet, so it has no logs")
-                } else {
-                    format!(
-                        "logs of pod {name} are not available: node {node} has no agent connected"
-                    )
-                }))
             }
             (_, m) => Err(ApiError::method_not_supported(res, m.as_str())),
         }

@@ -360,6 +360,38 @@ impl ApiServer {
         namespace: Option<&str>,
         name: &str,
         manager: &str,
+        mutate: F,
+    ) -> Result<Value, ApiError>
+    where
+        F: FnMut(&Value) -> Result<Value, ApiError>,
+    {
+        self.internal_update_of(resource, namespace, name, None, manager, mutate)
+            .await
+    }
+
+    /// [`Self::internal_update`] of the status subresource: only `status` changes.
+    pub async fn internal_update_status<F>(
+        &self,
+        resource: &'static Resource,
+        namespace: Option<&str>,
+        name: &str,
+        manager: &str,
+        mutate: F,
+    ) -> Result<Value, ApiError>
+    where
+        F: FnMut(&Value) -> Result<Value, ApiError>,
+    {
+        self.internal_update_of(resource, namespace, name, Some("status"), manager, mutate)
+            .await
+    }
+
+    async fn internal_update_of<F>(
+        &self,
+        resource: &'static Resource,
+        namespace: Option<&str>,
+        name: &str,
+        subresource: Option<&str>,
+        manager: &str,
         mut mutate: F,
     ) -> Result<Value, ApiError>
     where
@@ -373,12 +405,27 @@ impl ApiServer {
         };
         let ctx = Ctx::internal(manager);
         let written = self
-            .update_object(&request, &ctx, None, |current| match current {
+            .update_object(&request, &ctx, subresource, |current| match current {
                 Some(c) => mutate(c),
                 None => Err(ApiError::not_found(resource, name)),
             })
             .await?;
         Ok(written.object)
+    }
+
+    /// Creates `object` as the control plane's component `manager`.
+    pub async fn internal_create(
+        &self,
+        resource: &'static Resource,
+        namespace: Option<&str>,
+        object: Value,
+        manager: &str,
+    ) -> Result<Value, ApiError> {
+        let ctx = Ctx::internal(manager);
+        Ok(self
+            .create_object(resource, namespace, object, &ctx)
+            .await?
+            .object)
     }
 
     /// Updates an object through `mutate`, which gets the current object and returns the new one.

@@ -131,8 +131,9 @@ fn resource_schemas(
         let (gvk, body) = if sub.kind.is_empty() {
             // Status-like subresources exchange the parent object itself.
             (gvk, Some(kind.clone()))
-        } else if sub.name == "log" {
-            // Logs are tagged with the pod's kind but stream plain text.
+        } else if matches!(sub.name, "log" | "exec" | "attach" | "portforward") {
+            // Logs stream plain text; exec, attach and port-forward take query parameters and
+            // upgrade the connection: none has a body schema.
             (sub_gvk, None)
         } else {
             let body = kind_component(generator, sub_gvk)?;

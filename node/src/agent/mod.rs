@@ -1,0 +1,374 @@
+//! The node agent: applies the desired pods the control plane sends (kept on disk, so it works
+//! offline), runs their containers as Wasm instances through a level-triggered sync loop
+//! (`sync.rs`, `start.rs`), reports their status like a kubelet, and serves the streams the
+//! control plane opens for logs, exec, attach and port-forward (`streams.rs`, `logs.rs`).
+
+pub mod desired_store;
+mod logs;
+mod start;
+mod streams;
+mod sync;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bramble_api::node_protocol::{
+    node_message, pod_change, DesiredPod, NodeAddress, NodeCondition, NodeInfo, NodeMessage,
+    PodChange, PodChanges, PodSnapshot, PodStatusReport,
+};
+use bramble_wasm_shim::cache::ModuleCache;
+use bramble_wasm_shim::engine::{EngineConfig, WasmEngine};
+use bramble_wasm_shim::instance::Runner;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use tokio::sync::{mpsc, Notify};
+
+use self::desired_store::{DesiredStore, StoredPod};
+use self::streams::Streams;
+use self::sync::{Event, PodRuntime};
+use crate::image_cache::ImageCache;
+use crate::oci::client::RegistryClient;
+
+/// Version reported in Node.status.nodeInfo.kubeletVersion.
+pub const AGENT_VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"), "-bramble");
+
+/// How the agent is set up.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Where state, images, compiled modules, pods and logs live.
+    pub data_dir: PathBuf,
+    /// The node's name.
+    pub node_name: String,
+    /// Board profile reported to the control plane.
+    pub board: String,
+    /// Most pods the node accepts (status.allocatable.pods).
+    pub max_pods: u32,
+    /// The address pods are reached on (Wasm pods share the node's network).
+    pub host_ip: String,
+    /// Disk budget of the image cache, in bytes.
+    pub image_budget: u64,
+    /// Bytes of one container log file before it is rotated.
+    pub log_max_bytes: u64,
+    /// Log files kept per container.
+    pub log_max_files: u32,
+}
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A directory could not be made or read.
+    #[error("cannot use {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The Wasm engine, cache or image cache could not be set up.
+    #[error("cannot set up the Wasm runtime: {0}")]
+    Runtime(String),
+}
+
+/// A desired pod, parsed.
+pub(crate) struct Desired {
+    pub stored: StoredPod,
+    pub pod: Pod,
+    pub config_maps: BTreeMap<String, ConfigMap>,
+    pub secrets: BTreeMap<String, Secret>,
+    /// The pod's directory on the node: volumes, logs, last status.
+    pub pod_dir: PathBuf,
+}
+
+impl Desired {
+    fn parse(stored: StoredPod, data_dir: &std::path::Path) -> Result<Desired, String> {
+        let pod: Pod = serde_json::from_value(stored.pod.clone()).map_err(|e| e.to_string())?;
+        fn parse_all<T: serde::de::DeserializeOwned>(
+            map: &BTreeMap<String, serde_json::Value>,
+        ) -> BTreeMap<String, T> {
+            map.iter()
+                .filter_map(|(k, v)| Some((k.clone(), serde_json::from_value(v.clone()).ok()?)))
+                .collect()
+        }
+        Ok(Desired {
+            pod_dir: data_dir
+                .join("pods")
+                .join(sync::safe_name(&stored.uid)),
+            config_maps: parse_all(&stored.config_maps),
+            secrets: parse_all(&stored.secrets),
+            pod,
+            stored,
+        })
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.pod.metadata.namespace.as_deref().unwrap_or("default")
+    }
+
+    pub fn name(&self) -> &str {
+        self.pod.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    pub fn deleting(&self) -> bool {
+        self.pod.metadata.deletion_timestamp.is_some()
+    }
+}
+
+/// The agent. Shared between the sync loop, the connection and stream tasks.
+pub struct Agent {
+    pub(crate) config: AgentConfig,
+    pub(crate) runner: Arc<Runner>,
+    pub(crate) images: ImageCache,
+    pub(crate) registry: RegistryClient,
+    store: DesiredStore,
+    revision: Mutex<u64>,
+    pub(crate) desired: Mutex<HashMap<String, Arc<Desired>>>,
+    pub(crate) pods: Mutex<HashMap<String, PodRuntime>>,
+    uplink: Mutex<Option<mpsc::Sender<NodeMessage>>>,
+    pub(crate) wake: Notify,
+    pub(crate) events: mpsc::UnboundedSender<Event>,
+    pub(crate) streams: Streams,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Agent {
+    /// Opens the agent's state under `config.data_dir`; `registry` pulls images. Returns the
+    /// agent and the receiver its sync loop ([`Agent::run`]) consumes.
+    pub async fn open(
+        config: AgentConfig,
+        registry: RegistryClient,
+    ) -> Result<(Arc<Agent>, mpsc::UnboundedReceiver<Event>), AgentError> {
+        let io = |path: PathBuf| move |source| AgentError::Io { path, source };
+        let dir = &config.data_dir;
+        let store = DesiredStore::open(&dir.join("state")).map_err(io(dir.join("state")))?;
+        std::fs::create_dir_all(dir.join("pods")).map_err(io(dir.join("pods")))?;
+        let engine = WasmEngine::new(EngineConfig::default())
+            .map_err(|e| AgentError::Runtime(e.to_string()))?;
+        let cache = ModuleCache::open(engine.engine(), &dir.join("modules"))
+            .map_err(|e| AgentError::Runtime(e.to_string()))?;
+        let runner = Runner::new(engine, cache).map_err(|e| AgentError::Runtime(e.to_string()))?;
+        let images = ImageCache::open(dir.join("images"), config.image_budget)
+            .await
+            .map_err(|e| AgentError::Runtime(e.to_string()))?;
+        let (revision, stored) = store.load();
+        let mut desired = HashMap::new();
+        for pod in stored {
+            match Desired::parse(pod, &config.data_dir) {
+                Ok(d) => {
+                    desired.insert(d.stored.uid.clone(), Arc::new(d));
+                }
+                Err(e) => tracing::warn!(error = %e, "skipping a stored pod that does not parse"),
+            }
+        }
+        let (events, rx) = mpsc::unbounded_channel();
+        let agent = Arc::new(Agent {
+            config,
+            runner: Arc::new(runner),
+            images,
+            registry,
+            store,
+            revision: Mutex::new(revision),
+            desired: Mutex::new(desired),
+            pods: Mutex::default(),
+            uplink: Mutex::default(),
+            wake: Notify::new(),
+            events,
+            streams: Streams::default(),
+        });
+        tracing::info!(pods = lock(&agent.desired).len(), revision, "desired state loaded from disk");
+        Ok((agent, rx))
+    }
+
+    /// The revision of the last change applied.
+    pub fn revision(&self) -> u64 {
+        *lock(&self.revision)
+    }
+
+    /// Number of pods the agent is running or starting.
+    pub fn pod_count(&self) -> usize {
+        lock(&self.pods).len()
+    }
+
+    /// What the node tells the control plane about itself.
+    pub fn node_info(&self) -> NodeInfo {
+        let read = |path: &str| {
+            std::fs::read_to_string(path)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        };
+        let os_image = read("/etc/os-release")
+            .lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+            .map(|v| v.trim_matches('"').to_string())
+            .unwrap_or_else(|| "Linux".into());
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let memory_ki = read("/proc/meminfo")
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let mut capacity = HashMap::new();
+        capacity.insert("cpu".to_string(), cpus.to_string());
+        capacity.insert("memory".to_string(), format!("{memory_ki}Ki"));
+        capacity.insert("pods".to_string(), self.config.max_pods.to_string());
+        NodeInfo {
+            name: self.config.node_name.clone(),
+            arch: crate::oci::manifest::go_arch(std::env::consts::ARCH).to_string(),
+            os: std::env::consts::OS.to_string(),
+            board: self.config.board.clone(),
+            kernel_version: read("/proc/sys/kernel/osrelease"),
+            os_image,
+            agent_version: AGENT_VERSION.to_string(),
+            allocatable: capacity.clone(),
+            capacity,
+            runtimes: vec!["wasm".to_string()],
+            addresses: vec![
+                NodeAddress {
+                    r#type: "InternalIP".into(),
+                    address: self.config.host_ip.clone(),
+                },
+                NodeAddress {
+                    r#type: "Hostname".into(),
+                    address: self.config.node_name.clone(),
+                },
+            ],
+            machine_id: read("/etc/machine-id"),
+            boot_id: read("/proc/sys/kernel/random/boot_id"),
+        }
+    }
+
+    /// The node's own conditions for heartbeats.
+    pub fn conditions(&self) -> Vec<NodeCondition> {
+        vec![NodeCondition {
+            r#type: "Ready".into(),
+            status: "True".into(),
+            reason: "KubeletReady".into(),
+            message: "bramble-node is posting ready status".into(),
+        }]
+    }
+
+    /// Starts sending reports through `uplink`, beginning with every pod's current status.
+    pub fn attach_uplink(&self, uplink: mpsc::Sender<NodeMessage>) {
+        *lock(&self.uplink) = Some(uplink);
+        for runtime in lock(&self.pods).values_mut() {
+            runtime.reported = None;
+        }
+        self.wake.notify_one();
+    }
+
+    /// Stops sending reports (the stream is gone); they are recomputed on the next attach.
+    pub fn detach_uplink(&self) {
+        *lock(&self.uplink) = None;
+    }
+
+    /// Sends a report if connected; false when offline (the caller reports again later).
+    pub(crate) fn report(&self, report: PodStatusReport) -> bool {
+        let uplink = lock(&self.uplink).clone();
+        match uplink {
+            Some(tx) => tx
+                .try_send(NodeMessage {
+                    kind: Some(node_message::Kind::PodStatus(report)),
+                })
+                .is_ok(),
+            None => false,
+        }
+    }
+
+    /// Replaces the desired set with a snapshot.
+    pub fn apply_snapshot(&self, snapshot: PodSnapshot) {
+        let keep: std::collections::HashSet<String> =
+            snapshot.pods.iter().map(|p| p.uid.clone()).collect();
+        let gone: Vec<String> = lock(&self.desired)
+            .keys()
+            .filter(|uid| !keep.contains(*uid))
+            .cloned()
+            .collect();
+        for uid in gone {
+            self.remove_desired(&uid);
+        }
+        for pod in snapshot.pods {
+            self.upsert_desired(pod);
+        }
+        self.set_revision(snapshot.revision);
+        self.wake.notify_one();
+    }
+
+    /// Applies what a reconnecting node missed.
+    pub fn apply_changes(&self, changes: PodChanges) {
+        for change in changes.changes {
+            self.apply_one(change);
+        }
+        self.set_revision(changes.revision);
+        self.wake.notify_one();
+    }
+
+    /// Applies one change.
+    pub fn apply_change(&self, change: PodChange) {
+        let revision = change.revision;
+        self.apply_one(change);
+        self.set_revision(revision);
+        self.wake.notify_one();
+    }
+
+    fn apply_one(&self, change: PodChange) {
+        match change.change {
+            Some(pod_change::Change::Upsert(pod)) => self.upsert_desired(pod),
+            Some(pod_change::Change::RemovedUid(uid)) => self.remove_desired(&uid),
+            None => {}
+        }
+    }
+
+    fn upsert_desired(&self, pod: DesiredPod) {
+        let parse = |map: HashMap<String, Vec<u8>>| {
+            map.into_iter()
+                .filter_map(|(k, v)| Some((k, serde_json::from_slice(&v).ok()?)))
+                .collect()
+        };
+        let stored = StoredPod {
+            uid: pod.uid,
+            pod: match serde_json::from_slice(&pod.pod_json) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the control plane sent a pod that is not JSON");
+                    return;
+                }
+            },
+            config_maps: parse(pod.config_maps),
+            secrets: parse(pod.secrets),
+        };
+        if lock(&self.desired)
+            .get(&stored.uid)
+            .is_some_and(|d| d.stored == stored)
+        {
+            return;
+        }
+        match Desired::parse(stored, &self.config.data_dir) {
+            Ok(desired) => {
+                if let Err(e) = self.store.put(&desired.stored) {
+                    tracing::warn!(error = %e, "cannot store a desired pod on disk");
+                }
+                lock(&self.desired).insert(desired.stored.uid.clone(), Arc::new(desired));
+            }
+            Err(e) => tracing::warn!(error = %e, "the control plane sent a pod that does not parse"),
+        }
+    }
+
+    fn remove_desired(&self, uid: &str) {
+        lock(&self.desired).remove(uid);
+        if let Err(e) = self.store.remove(uid) {
+            tracing::warn!(%uid, error = %e, "cannot remove a desired pod from disk");
+        }
+    }
+
+    fn set_revision(&self, revision: u64) {
+        let mut current = lock(&self.revision);
+        if *current != revision {
+            *current = revision;
+            if let Err(e) = self.store.set_revision(revision) {
+                tracing::warn!(error = %e, "cannot store the desired-state revision");
+            }
+        }
+    }
+}

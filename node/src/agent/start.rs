@@ -1,0 +1,235 @@
+//! Starting one container: resolve its image (from the cache, pulling when needed), load the
+//! program (compiled once, cached by digest), build the sandbox from the pod spec, attach the
+//! log files, and run it: a command until it exits, a wasi:http component as a server on its
+//! container port until it is stopped. Everything it learns goes back to the sync loop as
+//! events.
+
+use std::sync::Arc;
+
+use bramble_wasm_shim::http::HttpOptions;
+use bramble_wasm_shim::instance::Program;
+use bramble_wasm_shim::log::{LogConfig, LogStream, RotatingLog};
+use k8s_openapi::api::core::v1::Container;
+use time::OffsetDateTime;
+
+use super::sync::{Event, Stopper};
+use super::{Agent, Desired};
+use crate::oci::manifest::ImageKind;
+use crate::oci::reference::Reference;
+use crate::pod::{container_sandbox, terminated_from_exit, ContainerState, PodVolumes};
+
+/// Port a wasi:http component listens on when its container declares none.
+const DEFAULT_HTTP_PORT: u16 = 8080;
+
+/// Why a start failed: a kubelet reason and a message.
+type StartError = (&'static str, String);
+
+pub(crate) async fn run_container(
+    agent: Arc<Agent>,
+    desired: Arc<Desired>,
+    container: Container,
+    volumes: PodVolumes,
+    attempt: u64,
+    restart_count: i32,
+    stop: Stopper,
+) {
+    let uid = desired.stored.uid.clone();
+    let name = container.name.clone();
+    let event = |e: Event| {
+        let _ = agent.events.send(e);
+    };
+    let failed = |(reason, message): StartError| Event::StartFailed {
+        uid: uid.clone(),
+        container: name.clone(),
+        attempt,
+        reason: reason.to_string(),
+        message,
+    };
+    let (program, image_id) = match agent.load_program(&container).await {
+        Ok(loaded) => loaded,
+        Err(e) => return event(failed(e)),
+    };
+    let mut spec = {
+        let env = agent.pod_env(&desired);
+        match container_sandbox(&env, &container, &volumes) {
+            Ok(spec) => spec,
+            Err(e) => return event(failed(("CreateContainerConfigError", e.to_string()))),
+        }
+    };
+    match agent.open_log(&uid, &name, restart_count) {
+        Ok(log) => {
+            spec.stdout = Some(Box::new(log.writer(LogStream::Stdout)));
+            spec.stderr = Some(Box::new(log.writer(LogStream::Stderr)));
+        }
+        Err(e) => return event(failed(("RunContainerError", e))),
+    }
+    let started_at = OffsetDateTime::now_utc();
+    let exited = |state: ContainerState| Event::Exited {
+        uid: uid.clone(),
+        container: name.clone(),
+        attempt,
+        state,
+    };
+    if program.is_http_proxy() {
+        let port = http_port(&container);
+        let listener = match tokio::net::TcpListener::bind(("0.0.0.0", port)).await {
+            Ok(l) => l,
+            Err(e) => {
+                return event(failed((
+                    "RunContainerError",
+                    format!("cannot listen on port {port} for the wasi:http component: {e}"),
+                )))
+            }
+        };
+        event(Event::Started {
+            uid: uid.clone(),
+            container: name.clone(),
+            attempt,
+            program: program.clone(),
+            image_id,
+        });
+        let served = bramble_wasm_shim::http::serve(
+            agent.runner.engine().clone(),
+            program,
+            spec,
+            HttpOptions::default(),
+            listener,
+            stop.cancel.clone(),
+        )
+        .await;
+        let (exit_code, reason, message) = match served {
+            Ok(_) => (0, "Completed", None),
+            Err(e) => (1, "Error", Some(e.to_string())),
+        };
+        return event(exited(ContainerState::Terminated {
+            exit_code,
+            reason: reason.into(),
+            message,
+            started_at,
+            finished_at: OffsetDateTime::now_utc(),
+        }));
+    }
+    if !program.is_command() {
+        return event(failed((
+            "RunContainerError",
+            "the image's component exports neither wasi:cli/run nor wasi:http/incoming-handler"
+                .into(),
+        )));
+    }
+    event(Event::Started {
+        uid: uid.clone(),
+        container: name.clone(),
+        attempt,
+        program: program.clone(),
+        image_id,
+    });
+    let state = match agent.runner.run(&program, spec, &stop.kill).await {
+        Ok(exit) => terminated_from_exit(&exit, started_at, OffsetDateTime::now_utc()),
+        Err(e) => ContainerState::Terminated {
+            exit_code: 128,
+            reason: "StartError".into(),
+            message: Some(e.to_string()),
+            started_at,
+            finished_at: OffsetDateTime::now_utc(),
+        },
+    };
+    event(exited(state));
+}
+
+/// The first TCP container port, where a wasi:http component is served.
+pub(crate) fn http_port(container: &Container) -> u16 {
+    container
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+        .and_then(|p| u16::try_from(p.container_port).ok())
+        .unwrap_or(DEFAULT_HTTP_PORT)
+}
+
+impl Agent {
+    /// The container's program and image id, pulling the image when the policy asks for it.
+    pub(crate) async fn load_program(
+        &self,
+        container: &Container,
+    ) -> Result<(Program, String), StartError> {
+        let image = container
+            .image
+            .as_deref()
+            .filter(|i| !i.is_empty())
+            .ok_or(("InvalidImageName", "the container has no image".to_string()))?;
+        let reference = Reference::parse(image)
+            .map_err(|e| ("InvalidImageName", format!("{image}: {e}")))?;
+        let always = match container.image_pull_policy.as_deref() {
+            Some("Always") => true,
+            Some(_) => false,
+            None => reference.tag().is_none_or(|t| t == "latest") && reference.digest().is_none(),
+        };
+        let cached = if always {
+            None
+        } else {
+            self.images
+                .lookup(&reference)
+                .await
+                .map_err(|e| ("ErrImagePull", e.to_string()))?
+        };
+        let pulled = match cached {
+            Some(image) => image,
+            None if container.image_pull_policy.as_deref() == Some("Never") => {
+                return Err((
+                    "ErrImageNeverPull",
+                    format!("container image {image:?} is not present with pull policy of Never"),
+                ))
+            }
+            None => self
+                .images
+                .pull(&self.registry, &reference)
+                .await
+                .map_err(|e| ("ErrImagePull", e.to_string()))?,
+        };
+        if pulled.kind != ImageKind::Wasm {
+            return Err((
+                "CreateContainerError",
+                format!(
+                    "image {image} is a container image; node {} runs only Wasm (start the node with containerd to run containers)",
+                    self.config.node_name
+                ),
+            ));
+        }
+        let path = pulled
+            .module_path()
+            .ok_or(("CreateContainerError", format!("image {image} holds no Wasm module")))?
+            .to_path_buf();
+        let image_id = format!("{}@{}", reference.repository(), pulled.manifest_digest);
+        let runner = self.runner.clone();
+        let program = tokio::task::spawn_blocking(move || {
+            let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            runner.load(&bytes).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| ("CreateContainerError", e.to_string()))?
+        .map_err(|e| ("CreateContainerError", e))?;
+        Ok((program, image_id))
+    }
+
+    /// The log file of one start of a container: `pods/<uid>/logs/<container>/<n>.log`.
+    pub(crate) fn log_path(&self, uid: &str, container: &str, restart_count: i32) -> std::path::PathBuf {
+        self.pod_dir(uid)
+            .join("logs")
+            .join(container)
+            .join(format!("{restart_count}.log"))
+    }
+
+    fn open_log(&self, uid: &str, container: &str, restart_count: i32) -> Result<Arc<RotatingLog>, String> {
+        let path = self.log_path(uid, container, restart_count);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        RotatingLog::open(LogConfig {
+            path,
+            max_bytes: self.config.log_max_bytes,
+            max_files: self.config.log_max_files,
+        })
+        .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,65 @@
+//! Running a joined node until shutdown: the agent's sync loop plus the connection to the
+//! control plane. Used by `bramble-node` and by `bramble up` (which runs a node in-process).
+
+use std::path::PathBuf;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::{Agent, AgentConfig};
+use crate::credentials::Credentials;
+use crate::oci::client::{ClientConfig, RegistryClient};
+
+/// Settings of a node besides its credentials.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Board profile.
+    pub board: String,
+    /// Most pods.
+    pub max_pods: u32,
+    /// Address pods are reached on.
+    pub host_ip: String,
+    /// Image cache budget in bytes.
+    pub image_budget: u64,
+}
+
+/// Runs the node with `credentials` until `shutdown`.
+pub async fn run_node(
+    credentials: Credentials,
+    options: NodeOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut identity = credentials.cert_pem.clone().into_bytes();
+    identity.extend_from_slice(credentials.key_pem.as_bytes());
+    let registry = RegistryClient::new(ClientConfig {
+        ca_pem: Some(credentials.ca_pem.clone().into_bytes()),
+        identity_pem: Some(identity),
+        ..ClientConfig::default()
+    })?;
+    let config = AgentConfig {
+        data_dir: options.data_dir,
+        node_name: credentials.node_name.clone(),
+        board: options.board,
+        max_pods: options.max_pods,
+        host_ip: options.host_ip,
+        image_budget: options.image_budget,
+        log_max_bytes: 10 * 1024 * 1024,
+        log_max_files: 3,
+    };
+    let (agent, events) = Agent::open(config, registry).await?;
+    let sync = tokio::spawn(agent.clone().run(events, shutdown.clone()));
+    let connection = tokio::spawn(crate::connection::run(agent.clone(), credentials, shutdown.clone()));
+    let _ = connection.await;
+    let _ = sync.await;
+    Ok(())
+}
+
+/// The node's host name, the default node name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into())
+}
