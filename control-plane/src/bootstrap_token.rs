@@ -30,7 +30,9 @@ pub enum TokenFormatError {
     #[error("the join token's CA hash is not a SHA-256 in hex")]
     Hash,
     /// The id or secret has the wrong length or characters.
-    #[error("the join token's id must be {ID_LEN} and its secret {SECRET_LEN} characters of [a-z0-9]")]
+    #[error(
+        "the join token's id must be {ID_LEN} and its secret {SECRET_LEN} characters of [a-z0-9]"
+    )]
     Credential,
 }
 
@@ -68,7 +70,10 @@ impl JoinToken {
 
     /// Reads `K10<hash>::<id>.<secret>`.
     pub fn parse(text: &str) -> Result<JoinToken, TokenFormatError> {
-        let rest = text.trim().strip_prefix("K10").ok_or(TokenFormatError::Shape)?;
+        let rest = text
+            .trim()
+            .strip_prefix("K10")
+            .ok_or(TokenFormatError::Shape)?;
         let (hash, credential) = rest.split_once("::").ok_or(TokenFormatError::Shape)?;
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(TokenFormatError::Hash);
@@ -118,13 +123,10 @@ impl JoinToken {
 
 /// Splits `<id>.<secret>` and checks both parts.
 pub fn split_credential(credential: &str) -> Result<(String, String), TokenFormatError> {
-    let (id, secret) = credential
-        .split_once('.')
-        .ok_or(TokenFormatError::Shape)?;
+    let (id, secret) = credential.split_once('.').ok_or(TokenFormatError::Shape)?;
     let ok = |s: &str, len: usize| {
         s.len() == len
-            && s
-                .bytes()
+            && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     };
     if !ok(id, ID_LEN) || !ok(secret, SECRET_LEN) {

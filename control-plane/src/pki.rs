@@ -239,8 +239,13 @@ impl Pki {
     /// Signs a node's certificate request. The subject and usages come from here, never from
     /// the request: CN `system:node:<node>`, O `system:nodes`, client auth only.
     pub fn sign_node(&self, csr_pem: &str, node: &str, days: i64) -> Result<String, PkiError> {
-        let mut request = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
-            .map_err(|source| PkiError::Cert { what: "node certificate request", source })?;
+        let mut request =
+            rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(|source| {
+                PkiError::Cert {
+                    what: "node certificate request",
+                    source,
+                }
+            })?;
         let mut params = CertificateParams::default();
         params.distinguished_name = dn(&format!("{NODE_USER_PREFIX}{node}"), Some(&[NODES_GROUP]));
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -252,7 +257,10 @@ impl Pki {
         request.params = params;
         let cert = request
             .signed_by(&self.issuer()?)
-            .map_err(|source| PkiError::Cert { what: "node", source })?;
+            .map_err(|source| PkiError::Cert {
+                what: "node",
+                source,
+            })?;
         Ok(cert.pem())
     }
 

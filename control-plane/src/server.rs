@@ -13,10 +13,10 @@ use crate::apiserver::auth::{Identity, TokenAuthenticator};
 use crate::apiserver::{openapi, tls_config, ApiServer};
 use crate::node_gateway::{GatewayConfig, NodeGateway};
 use crate::pki::{Pki, ADMIN_GROUP, ADMIN_USER};
-use bramble_api::node_protocol::node_gateway_server::NodeGatewayServer;
 use crate::store::sqlite::SqliteStore;
 use crate::store::Store;
 use crate::watch_cache::WatchCache;
+use bramble_api::node_protocol::node_gateway_server::NodeGatewayServer;
 
 /// What the server needs to start.
 #[derive(Debug, Clone)]

@@ -54,7 +54,9 @@ pub async fn run(agent: Arc<Agent>, credentials: Credentials, shutdown: Cancella
         let started = std::time::Instant::now();
         match session(&agent, &credentials, &shutdown).await {
             Ok(()) => tracing::info!("control plane stream closed"),
-            Err(e) => tracing::warn!(server = %credentials.server, error = %e, "control plane unreachable; pods keep running"),
+            Err(e) => {
+                tracing::warn!(server = %credentials.server, error = %e, "control plane unreachable; pods keep running")
+            }
         }
         agent.detach_uplink();
         if shutdown.is_cancelled() {

@@ -50,7 +50,9 @@ pub enum JoinError {
         source: std::io::Error,
     },
     /// The stored credentials are unusable.
-    #[error("the credentials in {dir} are not usable ({what}); join again with `bramble-node join`")]
+    #[error(
+        "the credentials in {dir} are not usable ({what}); join again with `bramble-node join`"
+    )]
     Invalid {
         /// The directory.
         dir: PathBuf,
@@ -125,22 +127,29 @@ impl Credentials {
             let cert = cert.map_err(|_| invalid("CA certificate"))?;
             roots.add(cert).map_err(|_| invalid("CA certificate"))?;
         }
-        let chain: Vec<CertificateDer<'static>> =
-            rustls_pemfile::certs(&mut self.cert_pem.as_bytes())
-                .collect::<Result<_, _>>()
-                .map_err(|_| invalid("node certificate"))?;
-        let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut self.key_pem.as_bytes())
-            .ok()
-            .flatten()
-            .ok_or_else(|| invalid("node key"))?;
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .map_err(|_| invalid("TLS versions"))?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .map_err(|_| invalid("node certificate and key do not match"))?;
+        .with_root_certificates(roots);
+        // Before joining there is no certificate yet: Join is the one call made without one.
+        let mut config = if self.cert_pem.is_empty() {
+            builder.with_no_client_auth()
+        } else {
+            let chain: Vec<CertificateDer<'static>> =
+                rustls_pemfile::certs(&mut self.cert_pem.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| invalid("node certificate"))?;
+            let key: PrivateKeyDer<'static> =
+                rustls_pemfile::private_key(&mut self.key_pem.as_bytes())
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| invalid("node key"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|_| invalid("node certificate and key do not match"))?
+        };
         config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(config)
     }
@@ -166,7 +175,8 @@ pub fn server_name(authority: &str) -> Result<ServerName<'static>, String> {
         _ => authority,
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(host.to_string()).map_err(|e| format!("{host:?} is not a valid server name: {e}"))
+    ServerName::try_from(host.to_string())
+        .map_err(|e| format!("{host:?} is not a valid server name: {e}"))
 }
 
 /// Joins the cluster at `server` with `token` (`K10<ca-hash>::<id>.<secret>`) as `node_name`,
@@ -202,7 +212,8 @@ pub async fn join(
         .text()
         .await
         .map_err(|e| unreachable(e.to_string()))?;
-    let actual = pem_hash(&ca_pem).ok_or_else(|| unreachable("/cacerts held no certificate".into()))?;
+    let actual =
+        pem_hash(&ca_pem).ok_or_else(|| unreachable("/cacerts held no certificate".into()))?;
     if actual != ca_hash {
         return Err(JoinError::CaMismatch {
             server: server.clone(),
@@ -212,9 +223,10 @@ pub async fn join(
     }
     let key = rcgen::KeyPair::generate().map_err(|e| JoinError::Refused(e.to_string()))?;
     let mut params = rcgen::CertificateParams::default();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("system:node:{node_name}"));
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("system:node:{node_name}"),
+    );
     let csr = params
         .serialize_request(&key)
         .and_then(|r| r.pem())
@@ -259,7 +271,8 @@ fn parse_token(token: &str) -> Result<(String, String), JoinError> {
     };
     let rest = token.trim().strip_prefix("K10").ok_or_else(bad)?;
     let (hash, credential) = rest.split_once("::").ok_or_else(bad)?;
-    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) || !credential.contains('.') {
+    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) || !credential.contains('.')
+    {
         return Err(bad());
     }
     Ok((hash.to_ascii_lowercase(), credential.to_string()))

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "bramble-node", version, about = "Bramble's node agent: runs Wasm pods in wasmtime")]
+#[command(
+    name = "bramble-node",
+    version,
+    about = "Bramble's node agent: runs Wasm pods in wasmtime"
+)]
 struct Cli {
     /// Log filter (tracing's EnvFilter syntax).
     #[arg(long, env = "BRAMBLE_LOG", default_value = "info", global = true)]
@@ -22,7 +26,11 @@ struct Cli {
 #[derive(clap::Args)]
 struct Common {
     /// Directory for credentials, desired state, images, compiled modules, pods and logs.
-    #[arg(long, env = "BRAMBLE_NODE_DATA_DIR", default_value = "/var/lib/bramble-node")]
+    #[arg(
+        long,
+        env = "BRAMBLE_NODE_DATA_DIR",
+        default_value = "/var/lib/bramble-node"
+    )]
     data_dir: PathBuf,
     /// Board profile reported to the control plane.
     #[arg(long, env = "BRAMBLE_BOARD", default_value = "generic")]
@@ -99,7 +107,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         });
     }
     let (credentials, common) = match command {
-        Command::Join { server, token, name, common } => {
+        Command::Join {
+            server,
+            token,
+            name,
+            common,
+        } => {
             let name = name.unwrap_or_else(hostname);
             let credentials = match Credentials::load(&common.data_dir)? {
                 // Joined before: the token may have expired since, and is not needed.

@@ -49,7 +49,11 @@ pub async fn run_node(
     };
     let (agent, events) = Agent::open(config, registry).await?;
     let sync = tokio::spawn(agent.clone().run(events, shutdown.clone()));
-    let connection = tokio::spawn(crate::connection::run(agent.clone(), credentials, shutdown.clone()));
+    let connection = tokio::spawn(crate::connection::run(
+        agent.clone(),
+        credentials,
+        shutdown.clone(),
+    ));
     let _ = connection.await;
     let _ = sync.await;
     Ok(())

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 pub mod kube_client;
+pub mod node;
 pub mod upstream_registry;
 
 /// Path of a binary built by this workspace (the test command builds them before the tests).

@@ -1,14 +1,12 @@
 //! `bramble image push/ls/inspect` against a running cluster, for every sample workload, and
 //! the node's puller bringing each one back byte for byte.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use anyhow::{ensure, Context, Result};
 use bramble_node::image_cache::ImageCache;
 use bramble_node::oci::client::{ClientConfig, RegistryClient};
 use bramble_node::oci::Reference;
-use bramble_tests::{workspace_binary, Cluster};
+use bramble_tests::node::images_dir;
+use bramble_tests::Cluster;
 use serde_json::Value;
 
 const SAMPLES: &[(&str, &str)] = &[
@@ -24,36 +22,12 @@ const SAMPLES: &[(&str, &str)] = &[
     ("hostile-output-flood", "wasip1"),
 ];
 
-fn images_dir() -> Result<PathBuf> {
-    let dir = PathBuf::from(std::env::var("BRAMBLE_IMAGES_DIR").context(
-        "BRAMBLE_IMAGES_DIR is not set: the test command builds the sample images and sets it",
-    )?);
-    ensure!(
-        dir.join("hello.wasm").is_file(),
-        "{} has no hello.wasm: run images/build.sh",
-        dir.display()
-    );
-    Ok(dir)
+fn bramble_ok(c: &Cluster, args: &[&str]) -> Result<String> {
+    c.bramble_ok(args)
 }
 
 fn bramble(c: &Cluster, args: &[&str]) -> Result<std::process::Output> {
-    Ok(Command::new(workspace_binary("bramble")?)
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(c.kubeconfig())
-        .env_remove("KUBECONFIG")
-        .output()?)
-}
-
-fn bramble_ok(c: &Cluster, args: &[&str]) -> Result<String> {
-    let out = bramble(c, args)?;
-    ensure!(
-        out.status.success(),
-        "bramble {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    c.bramble(args)
 }
 
 /// A puller configured the way a node is: the cluster CA and a client certificate.

@@ -41,14 +41,19 @@ impl ApiServer {
             .get(&objects::key(r.resource, r.namespace.as_deref(), &name))
             .ok_or_else(|| ApiError::not_found(r.resource, &name))?;
         let pod = cached.value();
-        let node = cached.field("spec.nodeName").unwrap_or_default().to_string();
+        let node = cached
+            .field("spec.nodeName")
+            .unwrap_or_default()
+            .to_string();
         if node.is_empty() {
             return Err(ApiError::bad_request(format!(
                 "pod {name} is not scheduled to a node yet"
             )));
         }
         Ok(Target {
-            uid: objects::meta_str(&pod, "uid").unwrap_or_default().to_string(),
+            uid: objects::meta_str(&pod, "uid")
+                .unwrap_or_default()
+                .to_string(),
             phase: pod
                 .pointer("/status/phase")
                 .and_then(Value::as_str)
@@ -65,9 +70,10 @@ impl ApiServer {
         target: &Target,
         request: stream_open::Request,
     ) -> Result<Tunnel, ApiError> {
-        self.nodes.open(&target.node, request).await.map_err(|e| {
-            ApiError::bad_request(format!("cannot reach pod {}: {e}", target.name))
-        })
+        self.nodes
+            .open(&target.node, request)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("cannot reach pod {}: {e}", target.name)))
     }
 
     /// GET pods/NAME/log: the node streams the container's log file(s).
@@ -172,7 +178,9 @@ impl ApiServer {
         } else {
             let command = q.all("command").to_vec();
             if command.is_empty() {
-                return Err(ApiError::bad_request("you must specify at least one command for the container"));
+                return Err(ApiError::bad_request(
+                    "you must specify at least one command for the container",
+                ));
             }
             stream_open::Request::Exec(ExecRequest {
                 pod_uid: target.uid.clone(),
@@ -182,8 +190,8 @@ impl ApiServer {
                 tty,
             })
         };
-        let response = streaming::accept_websocket(req.headers(), protocol)
-            .map_err(ApiError::bad_request)?;
+        let response =
+            streaming::accept_websocket(req.headers(), protocol).map_err(ApiError::bad_request)?;
         let tunnel = self.open_tunnel(&target, request).await?;
         let protocol = protocol.to_string();
         tokio::spawn(async move {
@@ -256,9 +264,9 @@ impl ApiServer {
 
 /// A byte stream to `port` of the pod, through its node.
 async fn dial_pod(
-nodes: &NodeSessions,
-target: &Target,
-port: u16,
+    nodes: &NodeSessions,
+    target: &Target,
+    port: u16,
 ) -> Result<tokio::io::DuplexStream, String> {
     let request = stream_open::Request::PortForward(PortForwardRequest {
         pod_uid: target.uid.clone(),

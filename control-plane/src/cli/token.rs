@@ -45,7 +45,9 @@ pub fn parse_ttl(text: &str) -> Result<Option<time::Duration>, String> {
     if text == "0" {
         return Ok(None);
     }
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let n: i64 = number
         .parse()
@@ -55,7 +57,11 @@ pub fn parse_ttl(text: &str) -> Result<Option<time::Duration>, String> {
         "m" => n * 60,
         "h" | "" => n * 3600,
         "d" => n * 86_400,
-        _ => return Err(format!("ttl {text:?} has an unknown unit (use s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "ttl {text:?} has an unknown unit (use s, m, h or d)"
+            ))
+        }
     };
     Ok(Some(time::Duration::seconds(seconds)))
 }
@@ -111,17 +117,23 @@ pub async fn create(args: CreateArgs) -> anyhow::Result<()> {
     let ca = access.ca_pem.as_deref().ok_or_else(|| {
         anyhow::anyhow!("the kubeconfig has no certificate-authority: a join token carries the CA's hash, so it needs one")
     })?;
-    let hash = bootstrap_token::ca_hash(ca)
-        .ok_or_else(|| anyhow::anyhow!("the kubeconfig's certificate-authority holds no certificate"))?;
+    let hash = bootstrap_token::ca_hash(ca).ok_or_else(|| {
+        anyhow::anyhow!("the kubeconfig's certificate-authority holds no certificate")
+    })?;
     let token = JoinToken::generate(&hash);
     let expires = ttl.map(|d| OffsetDateTime::now_utc() + d);
     let secret = token.to_secret(expires, &args.description);
     let client = client(&access)?;
     checked(
-        request(&client, &access, reqwest::Method::POST, &format!("/api/v1/namespaces/{NAMESPACE}/secrets"))
-            .json(&secret)
-            .send()
-            .await?,
+        request(
+            &client,
+            &access,
+            reqwest::Method::POST,
+            &format!("/api/v1/namespaces/{NAMESPACE}/secrets"),
+        )
+        .json(&secret)
+        .send()
+        .await?,
     )
     .await?;
     println!("{}", token.to_printed());
@@ -137,7 +149,10 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
             &client,
             &access,
             reqwest::Method::GET,
-            &format!("/api/v1/namespaces/{NAMESPACE}/secrets?fieldSelector=type%3D{}", bootstrap_token::SECRET_TYPE.replace('/', "%2F")),
+            &format!(
+                "/api/v1/namespaces/{NAMESPACE}/secrets?fieldSelector=type%3D{}",
+                bootstrap_token::SECRET_TYPE.replace('/', "%2F")
+            ),
         )
         .send()
         .await?,
@@ -146,13 +161,22 @@ pub async fn ls(args: LsArgs) -> anyhow::Result<()> {
     let now = OffsetDateTime::now_utc();
     println!("{:<8} {:<22} {:<8} DESCRIPTION", "ID", "EXPIRES", "STATUS");
     for item in list["items"].as_array().into_iter().flatten() {
-        let Some(token) = StoredToken::from_secret(item) else { continue };
+        let Some(token) = StoredToken::from_secret(item) else {
+            continue;
+        };
         let expires = token
             .expires
             .map(bootstrap_token::rfc3339)
             .unwrap_or_else(|| "never".into());
-        let status = if token.expired(now) { "expired" } else { "valid" };
-        println!("{:<8} {:<22} {:<8} {}", token.id, expires, status, token.description);
+        let status = if token.expired(now) {
+            "expired"
+        } else {
+            "valid"
+        };
+        println!(
+            "{:<8} {:<22} {:<8} {}",
+            token.id, expires, status, token.description
+        );
     }
     Ok(())
 }
@@ -168,7 +192,11 @@ pub async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
         .next()
         .unwrap_or_default()
         .to_string();
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
         anyhow::bail!("{:?} is not a token or token id", args.token);
     }
     let access = kubeconfig::load(&args.kube)?;

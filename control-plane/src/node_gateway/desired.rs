@@ -76,11 +76,7 @@ fn wire(revision: i64) -> u64 {
 }
 
 /// The first message for a (re)connecting node and the watch that follows it.
-fn start(
-    api: &ApiServer,
-    node: &str,
-    resume: i64,
-) -> Option<(control_message::Kind, (Live, i64))> {
+fn start(api: &ApiServer, node: &str, resume: i64) -> Option<(control_message::Kind, (Live, i64))> {
     let resumable = resume > 0 && resume <= api.cache.revision();
     if resumable {
         if let Ok(watch) = api.cache.watch(PODS_PREFIX, WatchStart::After(resume)) {

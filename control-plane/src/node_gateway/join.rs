@@ -14,23 +14,29 @@ use crate::bootstrap_token::{split_credential, StoredToken, NAMESPACE, NAME_PREF
 use crate::pki::Pki;
 
 /// Checks the token and signs the node's certificate.
+#[allow(clippy::result_large_err)] // tonic::Status is what the gRPC handler returns anyway
 pub fn join(
     api: &ApiServer,
     pki: &Pki,
     request: &JoinRequest,
     days: i64,
 ) -> Result<JoinResponse, Status> {
-    let (id, secret) = split_credential(&request.token)
-        .map_err(|e| Status::unauthenticated(e.to_string()))?;
+    let (id, secret) =
+        split_credential(&request.token).map_err(|e| Status::unauthenticated(e.to_string()))?;
     let refused = || {
         Status::unauthenticated(format!(
             "join token {id} is not valid: it was revoked, never existed, or belongs to another cluster; create one with `bramble token create`"
         ))
     };
-    let secrets = lookup("", "v1", "secrets").ok_or_else(|| Status::internal("no secrets resource"))?;
+    let secrets =
+        lookup("", "v1", "secrets").ok_or_else(|| Status::internal("no secrets resource"))?;
     let cached = api
         .cache
-        .get(&objects::key(secrets, Some(NAMESPACE), &format!("{NAME_PREFIX}{id}")))
+        .get(&objects::key(
+            secrets,
+            Some(NAMESPACE),
+            &format!("{NAME_PREFIX}{id}"),
+        ))
         .ok_or_else(refused)?;
     let stored = StoredToken::from_secret(&cached.value()).ok_or_else(refused)?;
     if !stored.secret_matches(&secret) {
@@ -55,7 +61,9 @@ pub fn join(
     }
     let certificate_pem = pki
         .sign_node(&request.csr_pem, &request.node_name, days)
-        .map_err(|e| Status::invalid_argument(format!("cannot sign the certificate request: {e}")))?;
+        .map_err(|e| {
+            Status::invalid_argument(format!("cannot sign the certificate request: {e}"))
+        })?;
     Ok(JoinResponse {
         certificate_pem,
         ca_pem: pki.ca_pem.clone(),

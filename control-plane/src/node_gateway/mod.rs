@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use bramble_api::node_protocol::node_gateway_server::NodeGateway as NodeGatewayService;
 use bramble_api::node_protocol::{
-    control_message, node_message, Channel, ControlMessage, JoinRequest, JoinResponse,
-    NodeMessage, PodStatusReport, Registered,
+    control_message, node_message, Channel, ControlMessage, JoinRequest, JoinResponse, NodeMessage,
+    PodStatusReport, Registered,
 };
 use futures::Stream;
 use serde_json::Value;
@@ -124,14 +124,15 @@ impl NodeGatewayService for NodeGateway {
             .extensions()
             .get::<PeerIdentity>()
             .and_then(|p| p.0.clone())
-            .ok_or_else(|| Status::unauthenticated("connect needs a node client certificate: run `bramble-node join` first"))?;
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "connect needs a node client certificate: run `bramble-node join` first",
+                )
+            })?;
         let node = identity
             .node_name()
             .ok_or_else(|| {
-                Status::permission_denied(format!(
-                    "{} is not a node credential",
-                    identity.user
-                ))
+                Status::permission_denied(format!("{} is not a node credential", identity.user))
             })?
             .to_string();
         let mut inbound = request.into_inner();
@@ -140,7 +141,9 @@ impl NodeGatewayService for NodeGateway {
             .await?
             .ok_or_else(|| Status::invalid_argument("the stream ended before Register"))?;
         let Some(node_message::Kind::Register(register)) = first.kind else {
-            return Err(Status::invalid_argument("the first message must be Register"));
+            return Err(Status::invalid_argument(
+                "the first message must be Register",
+            ));
         };
         let info = register.info.unwrap_or_default();
         if info.name != node {
@@ -224,7 +227,12 @@ impl Receiver {
                 node_message::Kind::Heartbeat(beat) => {
                     if let Err(e) = self
                         .liveness
-                        .heartbeat(&self.api, &self.node, &beat.conditions, self.config.status_interval)
+                        .heartbeat(
+                            &self.api,
+                            &self.node,
+                            &beat.conditions,
+                            self.config.status_interval,
+                        )
                         .await
                     {
                         tracing::warn!(node = %self.node, error = %e, "cannot write node status");
@@ -265,7 +273,8 @@ impl Receiver {
         report: PodStatusReport,
     ) -> Result<(), crate::apiserver::status::ApiError> {
         use crate::apiserver::status::ApiError;
-        let pods = lookup("", "v1", "pods").ok_or_else(|| ApiError::internal("no pods resource"))?;
+        let pods =
+            lookup("", "v1", "pods").ok_or_else(|| ApiError::internal("no pods resource"))?;
         let key = objects::key(pods, Some(&report.namespace), &report.name);
         let Some(cached) = self.api.cache.get(&key) else {
             return Ok(());
@@ -285,14 +294,24 @@ impl Receiver {
         let uid = report.uid.clone();
         let written = self
             .api
-            .internal_update_status(pods, Some(&report.namespace), &report.name, MANAGER, |current| {
-                if objects::meta_str(current, "uid") != Some(uid.as_str()) {
-                    return Err(ApiError::conflict(pods, &report.name, "the pod was replaced"));
-                }
-                let mut next = current.clone();
-                next["status"] = status.clone();
-                Ok(next)
-            })
+            .internal_update_status(
+                pods,
+                Some(&report.namespace),
+                &report.name,
+                MANAGER,
+                |current| {
+                    if objects::meta_str(current, "uid") != Some(uid.as_str()) {
+                        return Err(ApiError::conflict(
+                            pods,
+                            &report.name,
+                            "the pod was replaced",
+                        ));
+                    }
+                    let mut next = current.clone();
+                    next["status"] = status.clone();
+                    Ok(next)
+                },
+            )
             .await;
         match written {
             Ok(_) => {}

@@ -77,7 +77,7 @@ impl NodeLiveness {
             }
         }
         let ready = ready_condition(true, "KubeletReady", "bramble-node is posting ready status");
-        let status = node_status(info, &[ready.clone()]);
+        let status = node_status(info, std::slice::from_ref(&ready));
         api.internal_update_status(nodes, None, &info.name, MANAGER, |current| {
             let mut next = current.clone();
             next["status"] = merge_conditions(current, status.clone());
@@ -165,15 +165,20 @@ impl NodeLiveness {
                 .iter()
                 .filter(|(_, l)| {
                     l.last_heartbeat.elapsed() >= grace
-                        && !l.written.iter().any(|(t, s, _)| t == "Ready" && s == "Unknown")
+                        && !l
+                            .written
+                            .iter()
+                            .any(|(t, s, _)| t == "Ready" && s == "Unknown")
                 })
                 .map(|(name, _)| name.clone())
                 .collect()
         };
         for node in silent {
-            let unknown = vec![
-                ready_condition_status("Unknown", UNKNOWN_REASON, UNKNOWN_MESSAGE),
-            ];
+            let unknown = vec![ready_condition_status(
+                "Unknown",
+                UNKNOWN_REASON,
+                UNKNOWN_MESSAGE,
+            )];
             let keys: Vec<_> = unknown.iter().map(condition_key).collect();
             match self.write_conditions(api, &node, unknown).await {
                 Ok(()) | Err(ApiError { code: 404, .. }) => {
@@ -288,9 +293,9 @@ fn merge_conditions(current: &Value, status: Value) -> Value {
             for mut new in value.as_array().cloned().unwrap_or_default() {
                 let previous = conditions.iter().position(|c| c["type"] == new["type"]);
                 let transition = match previous {
-                    Some(i) if conditions[i]["status"] == new["status"] => conditions[i]
-                        ["lastTransitionTime"]
-                        .clone(),
+                    Some(i) if conditions[i]["status"] == new["status"] => {
+                        conditions[i]["lastTransitionTime"].clone()
+                    }
                     _ => json!(now),
                 };
                 new["lastHeartbeatTime"] = json!(now);
@@ -364,7 +369,10 @@ mod tests {
         let status = node_status(&info, &[]);
         assert_eq!(status["capacity"]["cpu"], "4");
         assert_eq!(status["nodeInfo"]["architecture"], "arm64");
-        assert_eq!(status["nodeInfo"]["containerRuntimeVersion"], "wasm://bramble");
+        assert_eq!(
+            status["nodeInfo"]["containerRuntimeVersion"],
+            "wasm://bramble"
+        );
         assert_eq!(status["addresses"][0]["type"], "Hostname");
     }
 }

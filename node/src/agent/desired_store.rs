@@ -52,7 +52,9 @@ impl DesiredStore {
                     .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
                 {
                     Ok(pod) => pods.push(pod),
-                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "skipping an unreadable desired pod"),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "skipping an unreadable desired pod")
+                    }
                 }
             }
         }

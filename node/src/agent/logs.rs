@@ -65,22 +65,22 @@ pub(crate) fn read_existing(current: &Path, selection: &Selection) -> (Vec<u8>, 
     let mut lines: Vec<String> = Vec::new();
     let mut offset = 0;
     for file in files(current) {
-        let Ok(text) = std::fs::read(&file) else { continue };
+        let Ok(text) = std::fs::read(&file) else {
+            continue;
+        };
         if file == current {
             offset = text.len() as u64;
         }
-        lines.extend(
-            String::from_utf8_lossy(&text)
-                .lines()
-                .map(str::to_string),
-        );
+        lines.extend(String::from_utf8_lossy(&text).lines().map(str::to_string));
     }
     let since = selection.since;
     let mut kept: Vec<&String> = lines
         .iter()
         .filter(|l| match (since, parse(l)) {
-            (Some(since), Some(r)) => OffsetDateTime::parse(r.time, &time::format_description::well_known::Rfc3339)
-                .map_or(true, |t| t >= since),
+            (Some(since), Some(r)) => {
+                OffsetDateTime::parse(r.time, &time::format_description::well_known::Rfc3339)
+                    .map_or(true, |t| t >= since)
+            }
             _ => true,
         })
         .collect();
@@ -117,14 +117,49 @@ mod tests {
         .expect("write");
         let all = read_existing(&path, &Selection::default()).0;
         assert_eq!(String::from_utf8_lossy(&all), "one\ntwo\nthree\n");
-        let tail = read_existing(&path, &Selection { tail_lines: Some(1), ..Default::default() }).0;
+        let tail = read_existing(
+            &path,
+            &Selection {
+                tail_lines: Some(1),
+                ..Default::default()
+            },
+        )
+        .0;
         assert_eq!(String::from_utf8_lossy(&tail), "ee\n");
-        let stamped = read_existing(&path, &Selection { tail_lines: Some(3), timestamps: true, ..Default::default() }).0;
-        assert!(String::from_utf8_lossy(&stamped).starts_with("2026-01-01T00:00:01.000000000Z two\n"));
-        let since = OffsetDateTime::parse("2026-01-01T00:00:01Z", &time::format_description::well_known::Rfc3339).ok();
-        let recent = read_existing(&path, &Selection { since, ..Default::default() }).0;
+        let stamped = read_existing(
+            &path,
+            &Selection {
+                tail_lines: Some(3),
+                timestamps: true,
+                ..Default::default()
+            },
+        )
+        .0;
+        assert!(
+            String::from_utf8_lossy(&stamped).starts_with("2026-01-01T00:00:01.000000000Z two\n")
+        );
+        let since = OffsetDateTime::parse(
+            "2026-01-01T00:00:01Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .ok();
+        let recent = read_existing(
+            &path,
+            &Selection {
+                since,
+                ..Default::default()
+            },
+        )
+        .0;
         assert_eq!(String::from_utf8_lossy(&recent), "two\nthree\n");
-        let limited = read_existing(&path, &Selection { limit_bytes: Some(2), ..Default::default() }).0;
+        let limited = read_existing(
+            &path,
+            &Selection {
+                limit_bytes: Some(2),
+                ..Default::default()
+            },
+        )
+        .0;
         assert_eq!(limited, b"on");
     }
 }

@@ -90,9 +90,7 @@ impl Desired {
                 .collect()
         }
         Ok(Desired {
-            pod_dir: data_dir
-                .join("pods")
-                .join(sync::safe_name(&stored.uid)),
+            pod_dir: data_dir.join("pods").join(sync::safe_name(&stored.uid)),
             config_maps: parse_all(&stored.config_maps),
             secrets: parse_all(&stored.secrets),
             pod,
@@ -177,7 +175,11 @@ impl Agent {
             events,
             streams: Streams::default(),
         });
-        tracing::info!(pods = lock(&agent.desired).len(), revision, "desired state loaded from disk");
+        tracing::info!(
+            pods = lock(&agent.desired).len(),
+            revision,
+            "desired state loaded from disk"
+        );
         Ok((agent, rx))
     }
 
@@ -351,7 +353,9 @@ impl Agent {
                 }
                 lock(&self.desired).insert(desired.stored.uid.clone(), Arc::new(desired));
             }
-            Err(e) => tracing::warn!(error = %e, "the control plane sent a pod that does not parse"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the control plane sent a pod that does not parse")
+            }
         }
     }
 

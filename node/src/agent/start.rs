@@ -158,8 +158,8 @@ impl Agent {
             .as_deref()
             .filter(|i| !i.is_empty())
             .ok_or(("InvalidImageName", "the container has no image".to_string()))?;
-        let reference = Reference::parse(image)
-            .map_err(|e| ("InvalidImageName", format!("{image}: {e}")))?;
+        let reference =
+            Reference::parse(image).map_err(|e| ("InvalidImageName", format!("{image}: {e}")))?;
         let always = match container.image_pull_policy.as_deref() {
             Some("Always") => true,
             Some(_) => false,
@@ -198,12 +198,16 @@ impl Agent {
         }
         let path = pulled
             .module_path()
-            .ok_or(("CreateContainerError", format!("image {image} holds no Wasm module")))?
+            .ok_or((
+                "CreateContainerError",
+                format!("image {image} holds no Wasm module"),
+            ))?
             .to_path_buf();
         let image_id = format!("{}@{}", reference.repository(), pulled.manifest_digest);
         let runner = self.runner.clone();
         let program = tokio::task::spawn_blocking(move || {
-            let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let bytes =
+                std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             runner.load(&bytes).map_err(|e| e.to_string())
         })
         .await
@@ -213,17 +217,28 @@ impl Agent {
     }
 
     /// The log file of one start of a container: `pods/<uid>/logs/<container>/<n>.log`.
-    pub(crate) fn log_path(&self, uid: &str, container: &str, restart_count: i32) -> std::path::PathBuf {
+    pub(crate) fn log_path(
+        &self,
+        uid: &str,
+        container: &str,
+        restart_count: i32,
+    ) -> std::path::PathBuf {
         self.pod_dir(uid)
             .join("logs")
             .join(container)
             .join(format!("{restart_count}.log"))
     }
 
-    fn open_log(&self, uid: &str, container: &str, restart_count: i32) -> Result<Arc<RotatingLog>, String> {
+    fn open_log(
+        &self,
+        uid: &str,
+        container: &str,
+        restart_count: i32,
+    ) -> Result<Arc<RotatingLog>, String> {
         let path = self.log_path(uid, container, restart_count);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         RotatingLog::open(LogConfig {
             path,

@@ -123,16 +123,25 @@ impl Agent {
     }
 
     /// The log file of a container's current (or previous) start.
-    fn log_file(&self, uid: &str, container: &str, previous: bool) -> Result<(std::path::PathBuf, u64), String> {
+    fn log_file(
+        &self,
+        uid: &str,
+        container: &str,
+        previous: bool,
+    ) -> Result<(std::path::PathBuf, u64), String> {
         let pods = lock(&self.pods);
-        let runtime = pods.get(uid).ok_or_else(|| format!("pod {uid} is not on this node"))?;
+        let runtime = pods
+            .get(uid)
+            .ok_or_else(|| format!("pod {uid} is not on this node"))?;
         let slot = runtime
             .slot(container)
             .ok_or_else(|| format!("container {container} is not valid for this pod"))?;
         let count = slot.record.restart_count;
         let wanted = if previous {
             if count == 0 {
-                return Err(format!("previous terminated container \"{container}\" not found"));
+                return Err(format!(
+                    "previous terminated container \"{container}\" not found"
+                ));
             }
             count - 1
         } else {
@@ -145,7 +154,10 @@ impl Agent {
         lock(&self.pods)
             .get(uid)
             .and_then(|r| r.slot(container))
-            .is_some_and(|s| s.attempt == attempt && matches!(s.phase, Phase::Starting(_) | Phase::Running { .. }))
+            .is_some_and(|s| {
+                s.attempt == attempt
+                    && matches!(s.phase, Phase::Starting(_) | Phase::Running { .. })
+            })
     }
 
     async fn serve_logs(
@@ -175,8 +187,18 @@ impl Agent {
             return Ok(None);
         }
         if r.follow && !r.previous {
-            self.follow(&path, offset, r.timestamps, &r.pod_uid, &r.container, attempt, out, &mut input, false)
-                .await;
+            self.follow(
+                &path,
+                offset,
+                r.timestamps,
+                &r.pod_uid,
+                &r.container,
+                attempt,
+                out,
+                &mut input,
+                false,
+            )
+            .await;
         }
         Ok(None)
     }
@@ -217,7 +239,11 @@ impl Agent {
                         while let Some(end) = pending.find('\n') {
                             let line: String = pending.drain(..=end).collect();
                             if let Some(record) = logs::parse(line.trim_end_matches('\n')) {
-                                let target = if by_stream && record.stream == "stderr" { &mut stderr } else { &mut stdout };
+                                let target = if by_stream && record.stream == "stderr" {
+                                    &mut stderr
+                                } else {
+                                    &mut stdout
+                                };
                                 logs::render(&record, timestamps, target);
                             }
                         }
@@ -254,9 +280,22 @@ impl Agent {
         if !self.running(&r.pod_uid, &r.container, attempt) {
             return Err(format!("container {} is not running", r.container));
         }
-        let offset = tokio::fs::metadata(&path).await.map(|m| m.len()).unwrap_or(0);
-        self.follow(&path, offset, false, &r.pod_uid, &r.container, attempt, out, &mut input, !r.tty)
-            .await;
+        let offset = tokio::fs::metadata(&path)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
+        self.follow(
+            &path,
+            offset,
+            false,
+            &r.pod_uid,
+            &r.container,
+            attempt,
+            out,
+            &mut input,
+            !r.tty,
+        )
+        .await;
         Ok(Some(0))
     }
 
@@ -269,12 +308,24 @@ impl Agent {
         mut input: mpsc::Receiver<Input>,
     ) -> Result<Option<i32>, String> {
         let (desired, program, spec, volumes) = {
-            let desired = lock(&self.desired).get(&r.pod_uid).cloned().ok_or_else(|| format!("pod {} is not on this node", r.pod_uid))?;
+            let desired = lock(&self.desired)
+                .get(&r.pod_uid)
+                .cloned()
+                .ok_or_else(|| format!("pod {} is not on this node", r.pod_uid))?;
             let pods = lock(&self.pods);
-            let runtime = pods.get(&r.pod_uid).ok_or_else(|| "the pod is not running".to_string())?;
-            let slot = runtime.slot(&r.container).ok_or_else(|| format!("container {} is not valid for this pod", r.container))?;
-            let program = slot.program.clone().ok_or_else(|| format!("container {} has not started", r.container))?;
-            let volumes = runtime.volumes_for_exec().ok_or_else(|| "the pod's volumes are not ready".to_string())?;
+            let runtime = pods
+                .get(&r.pod_uid)
+                .ok_or_else(|| "the pod is not running".to_string())?;
+            let slot = runtime
+                .slot(&r.container)
+                .ok_or_else(|| format!("container {} is not valid for this pod", r.container))?;
+            let program = slot
+                .program
+                .clone()
+                .ok_or_else(|| format!("container {} has not started", r.container))?;
+            let volumes = runtime
+                .volumes_for_exec()
+                .ok_or_else(|| "the pod's volumes are not ready".to_string())?;
             (desired.clone(), program, slot.spec.clone(), volumes)
         };
         if !program.is_command() {
@@ -287,7 +338,11 @@ impl Agent {
         sandbox.argv = r.command.clone();
         let (tx, mut rx) = mpsc::unbounded_channel::<(Channel, Vec<u8>)>();
         sandbox.stdout = Some(Box::new(ChannelWriter(Channel::Stdout, tx.clone())));
-        let stderr_channel = if r.tty { Channel::Stdout } else { Channel::Stderr };
+        let stderr_channel = if r.tty {
+            Channel::Stdout
+        } else {
+            Channel::Stderr
+        };
         sandbox.stderr = Some(Box::new(ChannelWriter(stderr_channel, tx)));
         let kill = KillHandle::new();
         let runner = self.runner.clone();

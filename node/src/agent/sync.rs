@@ -105,7 +105,8 @@ pub(crate) enum Phase {
     /// Running.
     Running {
         stop: Stopper,
-        probes: ContainerProbes,
+        // Boxed: most containers have no probes and the other phases are small.
+        probes: Box<ContainerProbes>,
         probing: Vec<ProbeKind>,
     },
     /// Ended with `code` at `finished`.
@@ -127,11 +128,18 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    fn new(spec: &Container, previous: Option<&k8s_openapi::api::core::v1::ContainerStatus>) -> Slot {
+    fn new(
+        spec: &Container,
+        previous: Option<&k8s_openapi::api::core::v1::ContainerStatus>,
+    ) -> Slot {
         let restart_count = previous.map_or(0, |p| p.restart_count);
         let was_started = previous.is_some_and(|p| {
-            p.state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some())
-                || p.last_state.as_ref().is_some_and(|s| s.terminated.is_some())
+            p.state
+                .as_ref()
+                .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+                || p.last_state
+                    .as_ref()
+                    .is_some_and(|s| s.terminated.is_some())
         });
         // A container that had ended before the agent restarted stays ended (a completed
         // restartPolicy Never pod must not run again); one that was running died with the
@@ -219,7 +227,9 @@ impl PodRuntime {
         let spec = desired.pod.spec.clone().unwrap_or_default();
         let find = |statuses: Option<&Vec<k8s_openapi::api::core::v1::ContainerStatus>>,
                     name: &str| {
-            statuses.and_then(|s| s.iter().find(|c| c.name == name)).cloned()
+            statuses
+                .and_then(|s| s.iter().find(|c| c.name == name))
+                .cloned()
         };
         let slots = |specs: &[Container], statuses: Option<&Vec<_>>| {
             specs
@@ -231,11 +241,15 @@ impl PodRuntime {
             uid: desired.stored.uid.clone(),
             init: slots(
                 spec.init_containers.as_deref().unwrap_or_default(),
-                previous.as_ref().and_then(|p| p.init_container_statuses.as_ref()),
+                previous
+                    .as_ref()
+                    .and_then(|p| p.init_container_statuses.as_ref()),
             ),
             containers: slots(
                 &spec.containers,
-                previous.as_ref().and_then(|p| p.container_statuses.as_ref()),
+                previous
+                    .as_ref()
+                    .and_then(|p| p.container_statuses.as_ref()),
             ),
             backoff: CrashLoopBackOff::default(),
             volumes: None,
@@ -251,7 +265,10 @@ impl PodRuntime {
     }
 
     pub(crate) fn slot(&self, name: &str) -> Option<&Slot> {
-        self.init.iter().chain(&self.containers).find(|s| s.name == name)
+        self.init
+            .iter()
+            .chain(&self.containers)
+            .find(|s| s.name == name)
     }
 
     /// The pod's prepared volumes, for exec instances.
@@ -303,20 +320,48 @@ impl Agent {
     fn handle(&self, event: Event) {
         let mut pods = lock(&self.pods);
         let (uid, container, attempt) = match &event {
-            Event::Started { uid, container, attempt, .. }
-            | Event::Exited { uid, container, attempt, .. }
-            | Event::StartFailed { uid, container, attempt, .. }
-            | Event::Probe { uid, container, attempt, .. } => (uid.clone(), container.clone(), *attempt),
+            Event::Started {
+                uid,
+                container,
+                attempt,
+                ..
+            }
+            | Event::Exited {
+                uid,
+                container,
+                attempt,
+                ..
+            }
+            | Event::StartFailed {
+                uid,
+                container,
+                attempt,
+                ..
+            }
+            | Event::Probe {
+                uid,
+                container,
+                attempt,
+                ..
+            } => (uid.clone(), container.clone(), *attempt),
         };
-        let Some(runtime) = pods.get_mut(&uid) else { return };
-        let Some(slot) = runtime.slots_mut().find(|s| s.name == container) else { return };
+        let Some(runtime) = pods.get_mut(&uid) else {
+            return;
+        };
+        let Some(slot) = runtime.slots_mut().find(|s| s.name == container) else {
+            return;
+        };
         if slot.attempt != attempt {
             return;
         }
         let now = Instant::now();
         match event {
-            Event::Started { program, image_id, .. } => {
-                let Phase::Starting(stop) = &slot.phase else { return };
+            Event::Started {
+                program, image_id, ..
+            } => {
+                let Phase::Starting(stop) = &slot.phase else {
+                    return;
+                };
                 let probes = ContainerProbes::new(&slot.spec, now);
                 slot.record.state = ContainerState::Running {
                     started_at: OffsetDateTime::now_utc(),
@@ -327,7 +372,7 @@ impl Agent {
                 slot.program = Some(program);
                 slot.phase = Phase::Running {
                     stop: stop.clone(),
-                    probes,
+                    probes: Box::new(probes),
                     probing: Vec::new(),
                 };
             }
@@ -336,9 +381,14 @@ impl Agent {
                 slot.record.state = state;
                 slot.record.ready = false;
                 slot.record.started = Some(false);
-                slot.phase = Phase::Exited { finished: now, code };
+                slot.phase = Phase::Exited {
+                    finished: now,
+                    code,
+                };
             }
-            Event::StartFailed { reason, message, .. } => {
+            Event::StartFailed {
+                reason, message, ..
+            } => {
                 tracing::warn!(%uid, %container, %reason, %message, "container did not start");
                 slot.record.state = ContainerState::Waiting {
                     reason,
@@ -347,7 +397,14 @@ impl Agent {
                 slot.phase = Phase::Failed { at: now };
             }
             Event::Probe { kind, outcome, .. } => {
-                let Phase::Running { stop, probes, probing } = &mut slot.phase else { return };
+                let Phase::Running {
+                    stop,
+                    probes,
+                    probing,
+                } = &mut slot.phase
+                else {
+                    return;
+                };
                 probing.retain(|k| *k != kind);
                 let transition = probes.record(kind, &outcome, now);
                 slot.record.started = Some(probes.started());
@@ -386,7 +443,11 @@ impl Agent {
         next
     }
 
-    fn sync_pod(self: &Arc<Self>, runtime: &mut PodRuntime, desired: Option<&Arc<Desired>>) -> Option<Instant> {
+    fn sync_pod(
+        self: &Arc<Self>,
+        runtime: &mut PodRuntime,
+        desired: Option<&Arc<Desired>>,
+    ) -> Option<Instant> {
         let Some(desired) = desired else {
             runtime.slots_mut().for_each(|s| s.stop());
             return None;
@@ -437,20 +498,44 @@ impl Agent {
         now: Instant,
     ) -> Option<Instant> {
         let policy = RestartPolicy::parse(
-            desired.pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()),
+            desired
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.restart_policy.as_deref()),
         );
         let mut next = None;
-        let names = (desired.name().to_string(), desired.namespace().to_string(), runtime.uid.clone());
+        let names = (
+            desired.name().to_string(),
+            desired.namespace().to_string(),
+            runtime.uid.clone(),
+        );
         for i in 0..runtime.init.len() {
             let slot = &mut runtime.init[i];
             match slot.phase {
                 Phase::Exited { code: 0, .. } => continue,
                 Phase::Idle => self.start(slot, desired, volumes),
                 Phase::Exited { finished, code } if should_restart_init(policy, code) => {
-                    next = self.restart_after_backoff(&mut runtime.backoff, &mut runtime.init[i], finished, now, desired, volumes, &names);
+                    next = self.restart_after_backoff(
+                        &mut runtime.backoff,
+                        &mut runtime.init[i],
+                        finished,
+                        now,
+                        desired,
+                        volumes,
+                        &names,
+                    );
                 }
                 Phase::Failed { at } => {
-                    next = self.restart_after_backoff(&mut runtime.backoff, &mut runtime.init[i], at, now, desired, volumes, &names);
+                    next = self.restart_after_backoff(
+                        &mut runtime.backoff,
+                        &mut runtime.init[i],
+                        at,
+                        now,
+                        desired,
+                        volumes,
+                        &names,
+                    );
                 }
                 _ => {}
             }
@@ -464,7 +549,15 @@ impl Agent {
                     None
                 }
                 Phase::Exited { finished, code } if should_restart(policy, code) => self
-                    .restart_after_backoff(&mut runtime.backoff, &mut runtime.containers[i], finished, now, desired, volumes, &names),
+                    .restart_after_backoff(
+                        &mut runtime.backoff,
+                        &mut runtime.containers[i],
+                        finished,
+                        now,
+                        desired,
+                        volumes,
+                        &names,
+                    ),
                 Phase::Failed { at } => self.restart_after_backoff(
                     &mut runtime.backoff,
                     &mut runtime.containers[i],
@@ -541,26 +634,45 @@ impl Agent {
         ));
     }
 
-    fn start_probes(self: &Arc<Self>, runtime: &mut PodRuntime, desired: &Arc<Desired>, now: Instant) {
+    fn start_probes(
+        self: &Arc<Self>,
+        runtime: &mut PodRuntime,
+        desired: &Arc<Desired>,
+        now: Instant,
+    ) {
         let host: std::net::IpAddr = self
             .config
             .host_ip
             .parse()
             .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
         for slot in runtime.containers.iter_mut() {
-            let Phase::Running { probes, probing, .. } = &mut slot.phase else { continue };
+            let Phase::Running {
+                probes, probing, ..
+            } = &mut slot.phase
+            else {
+                continue;
+            };
             for kind in probes.due(now) {
                 if probing.contains(&kind) {
                     continue;
                 }
-                let Some(probe) = kind.of(&slot.spec).cloned() else { continue };
+                let Some(probe) = kind.of(&slot.spec).cloned() else {
+                    continue;
+                };
                 probing.push(kind);
                 let events = self.events.clone();
                 let container = slot.spec.clone();
-                let (uid, name, attempt) = (desired.stored.uid.clone(), slot.name.clone(), slot.attempt);
+                let (uid, name, attempt) =
+                    (desired.stored.uid.clone(), slot.name.clone(), slot.attempt);
                 tokio::spawn(async move {
                     let outcome = crate::pod::run_probe(&probe, host, &container).await;
-                    let _ = events.send(Event::Probe { uid, container: name, attempt, kind, outcome });
+                    let _ = events.send(Event::Probe {
+                        uid,
+                        container: name,
+                        attempt,
+                        kind,
+                        outcome,
+                    });
                 });
             }
         }
@@ -591,7 +703,13 @@ impl Agent {
     }
 
     /// Sends `status` if it differs from the last one sent; true if it went out.
-    fn send_status(&self, runtime: &mut PodRuntime, desired: &Desired, status: PodStatus, terminated: bool) -> bool {
+    fn send_status(
+        &self,
+        runtime: &mut PodRuntime,
+        desired: &Desired,
+        status: PodStatus,
+        terminated: bool,
+    ) -> bool {
         let json = serde_json::to_value(&status).unwrap_or_default();
         let comparable = without_times(&json);
         if !terminated && runtime.reported.as_ref() == Some(&comparable) {

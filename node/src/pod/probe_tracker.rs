@@ -207,7 +207,10 @@ impl ContainerProbes {
         } else {
             self.startup.iter().collect()
         };
-        trackers.into_iter().filter_map(ProbeTracker::next_due).min()
+        trackers
+            .into_iter()
+            .filter_map(ProbeTracker::next_due)
+            .min()
     }
 
     /// The probes to run now: only the startup probe until it passes, then the others.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::streaming::spdy_frame::RST_CANCEL;
+use crate::apiserver::streaming::spdy_frame::RST_CANCEL;
 use futures::channel::mpsc as fmpsc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 

@@ -270,7 +270,7 @@ fn control_header(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::streaming::spdy_headers::HeaderDeflater;
+    use crate::apiserver::streaming::spdy_headers::HeaderDeflater;
 
     /// A SYN_STREAM as spdystream writes it, built by hand with the client's own zlib context.
     fn client_syn_stream(

@@ -1,0 +1,258 @@
+//! The node agent end to end: real `bramble server`, two real `bramble-node` processes joined
+//! with tokens from `bramble token create`, the sample Wasm workloads pushed to the embedded
+//! registry, and the real kubectl for everything a user does with pods.
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use bramble_tests::node::Node;
+use bramble_tests::Cluster;
+use serde_json::Value;
+
+/// A pod manifest for sample `name` bound to `node` (the scheduler arrives with its own issue).
+fn pod(name: &str, image: &str, node: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {node}\n  runtimeClassName: wasm\n  terminationGracePeriodSeconds: 5\n{extra}  containers:\n  - name: {name}\n    image: {image}\n    resources:\n      limits:\n        cpu: 200m\n        memory: 16Mi\n"
+    )
+}
+
+fn phase(p: &Value) -> &str {
+    p["status"]["phase"].as_str().unwrap_or("")
+}
+
+fn container(p: &Value) -> &Value {
+    &p["status"]["containerStatuses"][0]
+}
+
+#[test]
+fn nodes_join_with_tokens_and_run_wasm_pods_driven_by_kubectl() -> Result<()> {
+    let mut c = Cluster::start()?;
+
+    // Tokens: an expired and a revoked one are refused with a clear message.
+    let expired = c.bramble_ok(&["token", "create", "--ttl", "1s"])?;
+    let revoked = c.bramble_ok(&["token", "create", "--description", "to revoke"])?;
+    let token = c.bramble_ok(&["token", "create", "--description", "e2e"])?;
+    std::thread::sleep(Duration::from_secs(2));
+    let refused = Node::join_refused(&c, "late", expired.trim())?;
+    ensure!(refused.contains("expired"), "{refused}");
+    c.bramble_ok(&["token", "revoke", revoked.trim()])?;
+    let refused = Node::join_refused(&c, "revoked", revoked.trim())?;
+    ensure!(refused.contains("not valid"), "{refused}");
+    let listed = c.bramble_ok(&["token", "ls"])?;
+    ensure!(
+        listed.contains("e2e") && listed.contains("expired"),
+        "{listed}"
+    );
+    let other_ca = format!(
+        "K10{}::{}",
+        "0".repeat(64),
+        token.trim().rsplit("::").next().unwrap_or("")
+    );
+    let refused = Node::join_refused(&c, "mitm", &other_ca)?;
+    ensure!(refused.contains("CA"), "{refused}");
+
+    let mut a = Node::join(&c, "node-a", token.trim())?;
+    let mut b = Node::join(&c, "node-b", token.trim())?;
+    let node = c.get_json(&["node", "node-a"])?;
+    ensure!(
+        node["metadata"]["labels"]["kubernetes.io/hostname"] == "node-a",
+        "{node:#}"
+    );
+    ensure!(node["status"]["capacity"]["pods"] == "110", "{node:#}");
+    ensure!(
+        node["status"]["nodeInfo"]["architecture"]
+            .as_str()
+            .is_some_and(|a| !a.is_empty()),
+        "{node:#}"
+    );
+
+    let hello = c.push_sample("hello")?;
+    let crasher = c.push_sample("crasher")?;
+    let echo = c.push_sample("http-echo")?;
+    let ticker = c.push_sample("ticker")?;
+    let bomb = c.push_sample("hostile-memory-bomb")?;
+    let recursion = c.push_sample("hostile-deep-recursion")?;
+
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("hello", &hello, "node-a", "  restartPolicy: Never\n"),
+    )?;
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("crasher", &crasher, "node-b", ""),
+    )?;
+    c.kubectl_stdin(&["apply", "-f", "-"], &format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: echo\nspec:\n  nodeName: node-a\n  containers:\n  - name: echo\n    image: {echo}\n    ports:\n    - containerPort: 18080\n    readinessProbe:\n      httpGet:\n        path: /ready\n        port: 18080\n      periodSeconds: 1\n"
+    ))?;
+    c.kubectl_stdin(&["apply", "-f", "-"], &format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: ticker\nspec:\n  nodeName: node-b\n  terminationGracePeriodSeconds: 5\n  containers:\n  - name: ticker\n    image: {ticker}\n    env:\n    - name: TICK_INTERVAL_MS\n      value: \"200\"\n"
+    ))?;
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("bomb", &bomb, "node-a", "  restartPolicy: Never\n"),
+    )?;
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod(
+            "recursion",
+            &recursion,
+            "node-a",
+            "  restartPolicy: Never\n",
+        ),
+    )?;
+
+    let wait = Duration::from_secs(60);
+    let done = c.wait_for(&["pod", "hello"], "hello to succeed", wait, |p| {
+        phase(p) == "Succeeded"
+    })?;
+    ensure!(
+        container(&done)["state"]["terminated"]["reason"] == "Completed",
+        "{done:#}"
+    );
+    let log = c.kubectl_ok(&["logs", "hello"])?;
+    ensure!(
+        log.contains("hello from a wasm workload") && log.contains("[0] hello"),
+        "{log}"
+    );
+    let wide = c.kubectl_ok(&["get", "pods", "-o", "wide"])?;
+    ensure!(wide.contains("node-a") && wide.contains("node-b"), "{wide}");
+
+    // crasher exits 3 every few seconds: restarts are counted and back off.
+    let crashed = c.wait_for(&["pod", "crasher"], "crasher to restart", wait, |p| {
+        container(p)["restartCount"].as_i64().unwrap_or(0) >= 1
+    })?;
+    ensure!(
+        container(&crashed)["lastState"]["terminated"]["exitCode"] == 3,
+        "{crashed:#}"
+    );
+    let previous = c.kubectl_ok(&["logs", "crasher", "--previous"])?;
+    ensure!(previous.contains("exiting with code 3"), "{previous}");
+
+    // The hostile samples are contained and reported; the agent carries on.
+    let bombed = c.wait_for(&["pod", "bomb"], "the memory bomb to end", wait, |p| {
+        phase(p) == "Failed"
+    })?;
+    ensure!(
+        container(&bombed)["state"]["terminated"]["reason"] == "OOMKilled",
+        "{bombed:#}"
+    );
+    let deep = c.wait_for(&["pod", "recursion"], "the recursion to end", wait, |p| {
+        phase(p) == "Failed"
+    })?;
+    ensure!(
+        container(&deep)["state"]["terminated"]["reason"] == "Trap",
+        "{deep:#}"
+    );
+
+    // exec starts a new instance of the container's module with the given argv.
+    c.wait_for(&["pod", "ticker"], "ticker to run", wait, |p| {
+        phase(p) == "Running"
+    })?;
+    let out = c.kubectl(&["exec", "crasher", "--", "crasher"])?;
+    ensure!(out.status.code() == Some(3), "exec exit code: {out:?}");
+    ensure!(
+        String::from_utf8_lossy(&out.stderr).contains("command terminated with exit code 3"),
+        "{out:?}"
+    );
+    let out = c
+        .kubectl_ok(&["exec", "hello", "--", "hello", "from", "exec"])
+        .err();
+    ensure!(
+        out.is_some_and(|e| e.to_string().contains("completed pod")),
+        "exec into a completed pod must fail"
+    );
+
+    // logs -f streams new lines as they come.
+    let mut follow = c
+        .kubectl_command(&["logs", "-f", "ticker", "--tail", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut stdout = follow.stdout.take().context("no stdout")?;
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let mut followed = String::new();
+    stdout.read_to_string(&mut followed)?;
+    ensure!(followed.matches("tick").count() >= 3, "logs -f: {followed}");
+
+    // port-forward reaches the wasi:http component.
+    c.wait_for(&["pod", "echo"], "echo to be ready", wait, |p| {
+        container(p)["ready"] == true
+    })?;
+    let mut forward = c
+        .kubectl_command(&["port-forward", "pod/echo", ":18080"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    let mut reader = std::io::BufReader::new(forward.stdout.take().context("no stdout")?);
+    std::io::BufRead::read_line(&mut reader, &mut line)?;
+    let port: u16 = line
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("no port in {line:?}"))?;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    conn.write_all(b"GET /through-forward HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)?;
+    let _ = forward.kill();
+    let _ = forward.wait();
+    ensure!(answer.contains("\"path\":\"/through-forward\""), "{answer}");
+
+    // The control plane goes away: pods keep running and restarting, nothing is recreated.
+    let before = c.get_json(&["pod", "ticker"])?;
+    let crashes_before = container(&c.get_json(&["pod", "crasher"])?)["restartCount"]
+        .as_i64()
+        .unwrap_or(0);
+    c.stop()?;
+    std::thread::sleep(Duration::from_secs(8));
+    // While offline, node-b's agent restarts too: its pods come back from its own disk.
+    b.kill9()?;
+    b.start_again()?;
+    std::thread::sleep(Duration::from_secs(3));
+    c.start_again()?;
+    let after = c.wait_for(
+        &["pod", "crasher"],
+        "crasher's restarts while offline",
+        wait,
+        |p| container(p)["restartCount"].as_i64().unwrap_or(0) > crashes_before,
+    )?;
+    ensure!(
+        phase(&after) == "Running"
+            || phase(&after) == "Pending"
+            || container(&after)["state"]["waiting"]["reason"] == "CrashLoopBackOff",
+        "{after:#}"
+    );
+    let ticker_after = c.wait_for(&["pod", "ticker"], "ticker running again", wait, |p| {
+        container(p)["state"]["running"].is_object()
+    })?;
+    ensure!(
+        ticker_after["metadata"]["uid"] == before["metadata"]["uid"],
+        "the pod was recreated"
+    );
+    // hello completed before the agent restarts and must not run again.
+    let hello_after = c.get_json(&["pod", "hello"])?;
+    ensure!(
+        phase(&hello_after) == "Succeeded" && container(&hello_after)["restartCount"] == 0,
+        "{hello_after:#}"
+    );
+
+    // Deleting a pod stops it within its grace period and removes it.
+    let started = std::time::Instant::now();
+    c.kubectl_ok(&["delete", "pod", "ticker", "--wait=true", "--timeout=20s"])?;
+    ensure!(
+        started.elapsed() < Duration::from_secs(10),
+        "delete took {:?}",
+        started.elapsed()
+    );
+    let gone = c.kubectl(&["get", "pod", "ticker"])?;
+    ensure!(!gone.status.success(), "ticker still exists");
+
+    drop(a.kill9());
+    Ok(())
+}
