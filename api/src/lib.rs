@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod fields;
+pub mod join_token;
 pub mod labels;
 pub mod node_protocol;
 pub mod quantity;

@@ -63,6 +63,9 @@ struct ServerArgs {
     /// long intervals spare SD cards).
     #[arg(long, env = "BRAMBLE_NODE_STATUS_INTERVAL", default_value_t = 300)]
     node_status_interval: u64,
+    /// Seconds between a node's heartbeats (they stay in memory).
+    #[arg(long, env = "BRAMBLE_NODE_HEARTBEAT", default_value_t = 10)]
+    node_heartbeat: u64,
     /// Seconds without a heartbeat after which a node's Ready condition becomes Unknown.
     #[arg(long, env = "BRAMBLE_NODE_GRACE", default_value_t = 40)]
     node_grace: u64,
@@ -79,7 +82,8 @@ impl ServerArgs {
             registry_mirrors: self.registry_mirror,
             gateway: GatewayConfig {
                 status_interval: secs(self.node_status_interval.max(1)),
-                grace: secs(self.node_grace.max(4)),
+                grace: secs(self.node_grace.max(2)),
+                heartbeat: secs(self.node_heartbeat.max(1)),
                 ..GatewayConfig::default()
             },
         }

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bramble_api::join_token::JoinToken;
 use bramble_api::node_protocol::node_gateway_client::NodeGatewayClient;
 use bramble_api::node_protocol::JoinRequest;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -187,7 +188,8 @@ pub async fn join(
     node_name: &str,
     data_dir: &Path,
 ) -> Result<Credentials, JoinError> {
-    let (ca_hash, credential) = parse_token(token)?;
+    let token = JoinToken::parse(token).map_err(|e| JoinError::Token(e.to_string()))?;
+    let (ca_hash, credential) = (token.ca_hash.clone(), token.credential());
     let server = server.trim_end_matches('/').to_string();
     if !server.starts_with("https://") {
         return Err(JoinError::Token(format!(
@@ -262,22 +264,6 @@ pub async fn join(
     Ok(credentials)
 }
 
-fn parse_token(token: &str) -> Result<(String, String), JoinError> {
-    let bad = || {
-        JoinError::Token(
-            "the join token is not of the form K10<ca-hash>::<id>.<secret> (as `bramble token create` prints it)"
-                .to_string(),
-        )
-    };
-    let rest = token.trim().strip_prefix("K10").ok_or_else(bad)?;
-    let (hash, credential) = rest.split_once("::").ok_or_else(bad)?;
-    if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) || !credential.contains('.')
-    {
-        return Err(bad());
-    }
-    Ok((hash.to_ascii_lowercase(), credential.to_string()))
-}
-
 fn pem_hash(pem: &str) -> Option<String> {
     let der = rustls_pemfile::certs(&mut pem.as_bytes()).next()?.ok()?;
     Some(hex::encode(Sha256::digest(der.as_ref())))
@@ -286,16 +272,6 @@ fn pem_hash(pem: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_are_split_into_hash_and_credential() {
-        let hash = "A".repeat(64);
-        let (h, c) = parse_token(&format!("K10{hash}::abcdef.0123456789abcdef")).expect("ok");
-        assert_eq!(h, "a".repeat(64));
-        assert_eq!(c, "abcdef.0123456789abcdef");
-        assert!(parse_token("abcdef.0123456789abcdef").is_err());
-        assert!(parse_token(&format!("K10{}::x.y", "0".repeat(63))).is_err());
-    }
 
     #[test]
     fn server_names_drop_ports_and_brackets() {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use bramble_node::credentials::{self, Credentials};
-use bramble_node::run::{hostname, run_node, NodeOptions};
+use bramble_node::run::{hostname, run_node, NodeOptions, OnShutdown};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +41,10 @@ struct Common {
     /// Address pods are reached on (Wasm pods share the node's network).
     #[arg(long, env = "BRAMBLE_NODE_IP", default_value = "127.0.0.1")]
     node_ip: String,
+    /// What SIGTERM does with the pods: keep them for the next start, or stop them and
+    /// report their final statuses.
+    #[arg(long, env = "BRAMBLE_ON_SHUTDOWN", value_enum, default_value = "keep")]
+    on_shutdown: OnShutdown,
     /// Disk budget of the image cache, in MiB.
     #[arg(long, env = "BRAMBLE_IMAGE_BUDGET_MIB", default_value_t = 1024)]
     image_budget_mib: u64,
@@ -102,7 +106,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
-            tracing::info!("shutting down: stopping pods (they restart when the agent does)");
+            tracing::info!("shutting down");
             shutdown.cancel();
         });
     }
@@ -138,6 +142,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         max_pods: common.max_pods,
         host_ip: common.node_ip,
         image_budget: common.image_budget_mib.saturating_mul(1024 * 1024),
+        on_shutdown: common.on_shutdown,
     };
     run_node(credentials, options, shutdown).await
 }

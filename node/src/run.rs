@@ -22,6 +22,19 @@ pub struct NodeOptions {
     pub host_ip: String,
     /// Image cache budget in bytes.
     pub image_budget: u64,
+    /// What a shutdown does with the pods.
+    pub on_shutdown: OnShutdown,
+}
+
+/// What the agent does with its pods when it is asked to stop (SIGTERM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnShutdown {
+    /// Leave them to the next start: the instances end with the process (Wasm runs in it) and
+    /// the control plane is not told, so the pods show no change across an agent upgrade or
+    /// restart; the next start runs them again from the desired state on disk.
+    Keep,
+    /// Stop every container and report the pods' final statuses before exiting.
+    Stop,
 }
 
 /// Runs the node with `credentials` until `shutdown`.
@@ -38,22 +51,31 @@ pub async fn run_node(
         ..ClientConfig::default()
     })?;
     let config = AgentConfig {
-        data_dir: options.data_dir,
+        data_dir: options.data_dir.clone(),
         node_name: credentials.node_name.clone(),
-        board: options.board,
+        board: options.board.clone(),
         max_pods: options.max_pods,
-        host_ip: options.host_ip,
+        host_ip: options.host_ip.clone(),
         image_budget: options.image_budget,
         log_max_bytes: 10 * 1024 * 1024,
         log_max_files: 3,
     };
     let (agent, events) = Agent::open(config, registry).await?;
-    let sync = tokio::spawn(agent.clone().run(events, shutdown.clone()));
+    // The connection outlives the sync loop by the drain, so final statuses reach the server.
+    let stop_loop = CancellationToken::new();
+    let sync = tokio::spawn(agent.clone().run(events, stop_loop.clone()));
+    let connection_stop = CancellationToken::new();
     let connection = tokio::spawn(crate::connection::run(
         agent.clone(),
         credentials,
-        shutdown.clone(),
+        connection_stop.clone(),
     ));
+    shutdown.cancelled().await;
+    if options.on_shutdown == OnShutdown::Stop {
+        agent.stop_pods(std::time::Duration::from_secs(10)).await;
+    }
+    stop_loop.cancel();
+    connection_stop.cancel();
     let _ = connection.await;
     let _ = sync.await;
     Ok(())

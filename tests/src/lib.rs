@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 pub mod kube_client;
+pub mod memory;
 pub mod node;
+pub mod stats;
 pub mod upstream_registry;
 
 /// Path of a binary built by this workspace (the test command builds them before the tests).

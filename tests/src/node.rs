@@ -93,6 +93,11 @@ pub struct Node {
 impl Node {
     /// Joins `cluster` as `name` with `token` and waits until the Node is Ready.
     pub fn join(cluster: &Cluster, name: &str, token: &str) -> Result<Node> {
+        Node::join_with(cluster, name, token, &[])
+    }
+
+    /// [`Node::join`] with extra `bramble-node` flags (e.g. `--max-pods`).
+    pub fn join_with(cluster: &Cluster, name: &str, token: &str, extra: &[&str]) -> Result<Node> {
         let dir = tempfile::Builder::new().prefix("bramble-node-").tempdir()?;
         let mut node = Node {
             name: name.to_string(),
@@ -100,7 +105,9 @@ impl Node {
             child: None,
         };
         let url = cluster.url();
-        node.spawn(&["join", "--server", &url, "--token", token, "--name", name])?;
+        let mut args = vec!["join", "--server", &url, "--token", token, "--name", name];
+        args.extend_from_slice(extra);
+        node.spawn(&args)?;
         cluster.wait_for(
             &["node", name],
             "the node to be Ready",
@@ -160,6 +167,18 @@ impl Node {
         Ok(())
     }
 
+    /// The credentials the node stored when it joined (JSON).
+    pub fn credentials_json(&self) -> Result<String> {
+        Ok(std::fs::read_to_string(
+            self.dir.path().join("data").join("credentials.json"),
+        )?)
+    }
+
+    /// The agent's pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The node's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("node.log")).unwrap_or_default()
@@ -172,6 +191,26 @@ impl Node {
             child.wait()?;
         }
         Ok(())
+    }
+
+    /// Stops the agent with SIGTERM and waits for it to exit.
+    pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("the node is not running")?;
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                child.kill()?;
+                bail!("bramble-node did not exit within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Starts the agent again from its data directory (`bramble-node run`).

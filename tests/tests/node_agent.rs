@@ -164,6 +164,35 @@ fn nodes_join_with_tokens_and_run_wasm_pods_driven_by_kubectl() -> Result<()> {
         "exec into a completed pod must fail"
     );
 
+    // exec -i: the new instance reads what kubectl sends on stdin.
+    c.kubectl_stdin(&["apply", "-f", "-"], &pod("looper", &hello, "node-b", ""))?;
+    c.wait_for(&["pod", "looper"], "looper to have started", wait, |p| {
+        container(p)["restartCount"].as_i64().unwrap_or(0) >= 1
+    })?;
+    let echoed = c.kubectl_with_input(
+        &["exec", "-i", "looper", "--", "hello", "--stdin"],
+        "hello-stdin\nsecond line\n",
+    )?;
+    ensure!(
+        echoed.status.success()
+            && String::from_utf8_lossy(&echoed.stdout) == "hello-stdin\nsecond line\n",
+        "exec -i: {echoed:?}"
+    );
+
+    // attach shows the running container's output as it is written.
+    let mut attach = c
+        .kubectl_command(&["attach", "ticker"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut attached_out = attach.stdout.take().context("no stdout")?;
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = attach.kill();
+    let _ = attach.wait();
+    let mut attached = String::new();
+    attached_out.read_to_string(&mut attached)?;
+    ensure!(attached.contains("tick"), "attach: {attached:?}");
+
     // logs -f streams new lines as they come.
     let mut follow = c
         .kubectl_command(&["logs", "-f", "ticker", "--tail", "1"])
@@ -254,5 +283,202 @@ fn nodes_join_with_tokens_and_run_wasm_pods_driven_by_kubectl() -> Result<()> {
     ensure!(!gone.status.success(), "ticker still exists");
 
     drop(a.kill9());
+    Ok(())
+}
+
+#[test]
+fn heartbeats_stay_in_memory_and_a_silent_node_turns_unknown() -> Result<()> {
+    // Heartbeats every second, a status write at most every 5 minutes, Unknown after 3 s.
+    let c = Cluster::start_with(&[
+        "--node-heartbeat",
+        "1",
+        "--node-status-interval",
+        "300",
+        "--node-grace",
+        "3",
+    ])?;
+    let token = c.bramble_ok(&["token", "create"])?;
+    let mut node = Node::join(&c, "quiet", token.trim())?;
+    let before = c.get_json(&["node", "quiet"])?;
+    std::thread::sleep(Duration::from_secs(4));
+    let after = c.get_json(&["node", "quiet"])?;
+    ensure!(
+        before["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"],
+        "four heartbeats wrote the Node: {} -> {}",
+        before["metadata"]["resourceVersion"],
+        after["metadata"]["resourceVersion"]
+    );
+    // A node's certificate acts only through its own stream: the REST API refuses it.
+    let creds: Value = serde_json::from_str(&node.credentials_json()?)?;
+    let b64 = |k: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(creds[k].as_str().unwrap_or_default())
+    };
+    let kubeconfig = c.scratch().join("node-kubeconfig.yaml");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\nusers:\n- name: node\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: node}}\ncurrent-context: c\n",
+            c.url(),
+            b64("ca_pem"),
+            b64("cert_pem"),
+            b64("key_pem")
+        ),
+    )?;
+    for args in [["get", "pods"], ["get", "secrets"]] {
+        let out = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .env("HOME", c.scratch())
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            !out.status.success()
+                && stderr.contains("Forbidden")
+                && stderr.contains("system:node:quiet"),
+            "a node credential read {args:?}: {stderr}"
+        );
+    }
+    node.kill9()?;
+    let unknown = c.wait_for(
+        &["node", "quiet"],
+        "Ready=Unknown",
+        Duration::from_secs(20),
+        |n| {
+            n["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "Unknown")
+        },
+    )?;
+    let ready = unknown["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+        .unwrap_or_default();
+    ensure!(ready["reason"] == "NodeStatusUnknown", "{ready:#}");
+    // It comes back Ready when the agent does.
+    node.start_again()?;
+    c.wait_for(
+        &["node", "quiet"],
+        "Ready again",
+        Duration::from_secs(20),
+        |n| {
+            n["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        },
+    )?;
+    Ok(())
+}
+
+#[test]
+fn sigterm_with_on_shutdown_stop_reports_the_pods_stopped() -> Result<()> {
+    let c = Cluster::start()?;
+    let token = c.bramble_ok(&["token", "create"])?;
+    let mut node = Node::join_with(&c, "draining", token.trim(), &["--on-shutdown", "stop"])?;
+    let ticker = c.push_sample("ticker")?;
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("ticker", &ticker, "draining", ""),
+    )?;
+    c.wait_for(
+        &["pod", "ticker"],
+        "ticker to run",
+        Duration::from_secs(60),
+        |p| container(p)["state"]["running"].is_object(),
+    )?;
+    let status = node.terminate()?;
+    ensure!(
+        status.success(),
+        "bramble-node exited with {status}: {}",
+        node.log()
+    );
+    let stopped = c.get_json(&["pod", "ticker"])?;
+    ensure!(
+        container(&stopped)["state"]["terminated"].is_object(),
+        "the pod was not reported stopped: {stopped:#}\nnode log:\n{}",
+        node.log()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_node_credential_cannot_act_for_another_node() -> Result<()> {
+    use bramble_api::node_protocol::node_gateway_client::NodeGatewayClient;
+    use bramble_api::node_protocol::{
+        node_message, NodeInfo, NodeMessage, PodStatusReport, Register,
+    };
+    let c = Cluster::start()?;
+    let token = c.bramble_ok(&["token", "create"])?;
+    let a = Node::join(&c, "node-a", token.trim())?;
+    let _b = Node::join(&c, "node-b", token.trim())?;
+    let ticker = c.push_sample("ticker")?;
+    c.kubectl_stdin(&["apply", "-f", "-"], &pod("victim", &ticker, "node-b", ""))?;
+    let victim = c.wait_for(
+        &["pod", "victim"],
+        "victim to run",
+        Duration::from_secs(60),
+        |p| container(p)["state"]["running"].is_object(),
+    )?;
+    let credentials: bramble_node::credentials::Credentials =
+        serde_json::from_str(&a.credentials_json()?)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let register = |name: &str| NodeMessage {
+            kind: Some(node_message::Kind::Register(Register {
+                info: Some(NodeInfo {
+                    name: name.into(),
+                    ..Default::default()
+                }),
+                resume_revision: 0,
+            })),
+        };
+        // Registering as node-b with node-a's certificate is refused.
+        let channel = bramble_node::connection::channel(&credentials)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let refused = NodeGatewayClient::new(channel)
+            .connect(futures::stream::iter([register("node-b")]))
+            .await;
+        let status = refused.err().context("node-a registered as node-b")?;
+        ensure!(status.code() == tonic::Code::PermissionDenied, "{status:?}");
+
+        // As itself, node-a cannot write the status of a pod bound to node-b.
+        let channel = bramble_node::connection::channel(&credentials)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let forged = NodeMessage {
+            kind: Some(node_message::Kind::PodStatus(PodStatusReport {
+                namespace: "default".into(),
+                name: "victim".into(),
+                uid: victim["metadata"]["uid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .into(),
+                status_json: br#"{"phase":"Failed","message":"forged"}"#.to_vec(),
+                terminated: false,
+            })),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(register("node-a")).await?;
+        tx.send(forged).await?;
+        let _stream = NodeGatewayClient::new(channel)
+            .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        anyhow::Ok(())
+    })?;
+    let after = c.get_json(&["pod", "victim"])?;
+    ensure!(
+        after["status"]["message"] != "forged" && phase(&after) == "Running",
+        "node-a rewrote node-b's pod: {after:#}"
+    );
     Ok(())
 }

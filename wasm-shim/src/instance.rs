@@ -237,6 +237,9 @@ impl Runner {
         let (stdout, out_pump) = output::pipe(sink(spec.stdout.take()), spec.output_buffer);
         let (stderr, err_pump) = output::pipe(sink(spec.stderr.take()), spec.output_buffer);
         let mut wasi = spec.wasi_builder(stdout, stderr)?;
+        if let Some(stdin) = spec.stdin.take() {
+            wasi.stdin(wasmtime_wasi::cli::AsyncStdinStream::new(stdin));
+        }
         let tick = self.engine.settings().epoch_tick;
         let guard = Guard::new(&spec.limits, tick, kill.clone());
         let timeout = spec.limits.wall_timeout;

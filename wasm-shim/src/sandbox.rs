@@ -67,6 +67,9 @@ pub struct Preopen {
     pub read_only: bool,
 }
 
+/// A standard input for a guest (e.g. `kubectl exec -i`'s bytes).
+pub type Stdin = Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>;
+
 /// The spec of one container instance.
 pub struct SandboxSpec {
     /// Name used in errors and logs (e.g. the container id).
@@ -77,6 +80,8 @@ pub struct SandboxSpec {
     pub env: Vec<(String, String)>,
     /// Directories the guest can see.
     pub preopens: Vec<Preopen>,
+    /// What the guest reads as standard input; `None` is an empty, closed stdin.
+    pub stdin: Option<Stdin>,
     /// Where standard output goes; `None` discards it.
     pub stdout: Option<Sink>,
     /// Where standard error goes; `None` discards it.
@@ -99,6 +104,7 @@ impl SandboxSpec {
             name,
             env: Vec::new(),
             preopens: Vec::new(),
+            stdin: None,
             stdout: None,
             stderr: None,
             limits: Limits::default(),
@@ -193,6 +199,7 @@ impl fmt::Debug for SandboxSpec {
             .field("argv", &self.argv)
             .field("env", &self.env)
             .field("preopens", &self.preopens)
+            .field("stdin", &self.stdin.is_some())
             .field("stdout", &self.stdout.is_some())
             .field("stderr", &self.stderr.is_some())
             .field("limits", &self.limits)

@@ -77,7 +77,12 @@ pub fn remove_meta(object: &mut Value, field: &str) -> Option<Value> {
 
 /// The current time as Kubernetes writes it (RFC 3339, seconds).
 pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+/// `at` in RFC 3339, UTC, seconds precision, as Kubernetes writes times.
+pub fn rfc3339(at: time::OffsetDateTime) -> String {
+    let now = at.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
         now.year(),

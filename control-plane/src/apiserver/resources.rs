@@ -46,6 +46,14 @@ pub struct Subresource {
     pub verbs: &'static [&'static str],
 }
 
+impl Subresource {
+    /// Whether requests and responses carry an object of `kind`: pods/log streams plain
+    /// text; exec, attach and portforward take query parameters and upgrade the connection.
+    pub fn exchanges_objects(&self) -> bool {
+        !matches!(self.name, "log" | "exec" | "attach" | "portforward")
+    }
+}
+
 impl Resource {
     /// "apps/v1" or "v1" for the core group.
     pub fn api_version(&self) -> String {

@@ -6,7 +6,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::kubeconfig::{self, ClusterAccess, KubeconfigArgs};
-use crate::bootstrap_token::{self, JoinToken, StoredToken, NAMESPACE, NAME_PREFIX};
+use crate::bootstrap_token::{self, StoredToken, NAMESPACE, NAME_PREFIX};
 
 /// `bramble token create`.
 #[derive(Debug, clap::Args)]
@@ -120,9 +120,9 @@ pub async fn create(args: CreateArgs) -> anyhow::Result<()> {
     let hash = bootstrap_token::ca_hash(ca).ok_or_else(|| {
         anyhow::anyhow!("the kubeconfig's certificate-authority holds no certificate")
     })?;
-    let token = JoinToken::generate(&hash);
+    let token = bootstrap_token::generate(&hash);
     let expires = ttl.map(|d| OffsetDateTime::now_utc() + d);
-    let secret = token.to_secret(expires, &args.description);
+    let secret = bootstrap_token::to_secret(&token, expires, &args.description);
     let client = client(&access)?;
     checked(
         request(

@@ -1,4 +1,6 @@
-//! `hello`: prints its arguments and its environment (sorted by name), then exits 0.
+//! `hello`: prints its arguments and its environment (sorted by name), then exits 0. Run as
+//! `hello --stdin` it copies its standard input to standard output instead (what
+//! `echo hi | kubectl exec -i POD -- hello --stdin` checks).
 //!
 //! The smallest useful check that a runtime passes a pod's `command`/`args` and `env` through
 //! to a WASI module. Values that are not UTF-8 are printed lossily rather than rejected.
@@ -9,6 +11,15 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "--stdin") {
+        return match io::copy(&mut io::stdin().lock(), &mut io::stdout().lock()) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(err) => {
+                let _ = writeln!(io::stderr(), "hello: error: copying stdin failed: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let text = render(std::env::args_os(), std::env::vars_os());
     let mut out = io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {

@@ -111,6 +111,14 @@ impl Desired {
     }
 }
 
+/// Which pods need a sync pass: passes touch only these, so an event of one pod costs the same
+/// with 1,000 pods on the node as with one.
+#[derive(Default)]
+pub(crate) struct Dirty {
+    pub all: bool,
+    pub pods: std::collections::HashSet<String>,
+}
+
 /// The agent. Shared between the sync loop, the connection and stream tasks.
 pub struct Agent {
     pub(crate) config: AgentConfig,
@@ -123,7 +131,13 @@ pub struct Agent {
     pub(crate) pods: Mutex<HashMap<String, PodRuntime>>,
     uplink: Mutex<Option<mpsc::Sender<NodeMessage>>>,
     pub(crate) wake: Notify,
+    /// Pods the next sync pass must look at (all of them when `all`).
+    pub(crate) dirty: Mutex<Dirty>,
+    /// When each pod next needs a pass without any event (back-off, probes, retries).
+    pub(crate) deadlines: Mutex<HashMap<String, std::time::Instant>>,
     pub(crate) events: mpsc::UnboundedSender<Event>,
+    /// Set by [`Agent::stop_pods`]: containers are stopped and not restarted.
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
     pub(crate) streams: Streams,
 }
 
@@ -172,7 +186,13 @@ impl Agent {
             pods: Mutex::default(),
             uplink: Mutex::default(),
             wake: Notify::new(),
+            dirty: Mutex::new(Dirty {
+                all: true,
+                pods: Default::default(),
+            }),
+            deadlines: Mutex::default(),
             events,
+            stopping: Default::default(),
             streams: Streams::default(),
         });
         tracing::info!(
@@ -181,6 +201,26 @@ impl Agent {
             "desired state loaded from disk"
         );
         Ok((agent, rx))
+    }
+
+    /// Stops every container and reports the pods' final statuses (for `--on-shutdown stop`),
+    /// waiting up to `grace` for them to end. The desired state stays on disk: a later start
+    /// runs the pods again.
+    pub async fn stop_pods(&self, grace: std::time::Duration) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.mark_all();
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let active = lock(&self.pods).values().any(|p| p.any_active());
+            if !active || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // One more pass reports the ended containers; give the stream a moment to carry it.
+        self.mark_all();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 
     /// The revision of the last change applied.
@@ -257,6 +297,18 @@ impl Agent {
         for runtime in lock(&self.pods).values_mut() {
             runtime.reported = None;
         }
+        self.mark_all();
+    }
+
+    /// Asks for a pass over one pod.
+    pub(crate) fn mark(&self, uid: &str) {
+        lock(&self.dirty).pods.insert(uid.to_string());
+        self.wake.notify_one();
+    }
+
+    /// Asks for a pass over every pod.
+    pub(crate) fn mark_all(&self) {
+        lock(&self.dirty).all = true;
         self.wake.notify_one();
     }
 
@@ -294,7 +346,7 @@ impl Agent {
             self.upsert_desired(pod);
         }
         self.set_revision(snapshot.revision);
-        self.wake.notify_one();
+        self.mark_all();
     }
 
     /// Applies what a reconnecting node missed.
@@ -303,7 +355,6 @@ impl Agent {
             self.apply_one(change);
         }
         self.set_revision(changes.revision);
-        self.wake.notify_one();
     }
 
     /// Applies one change.
@@ -311,7 +362,6 @@ impl Agent {
         let revision = change.revision;
         self.apply_one(change);
         self.set_revision(revision);
-        self.wake.notify_one();
     }
 
     fn apply_one(&self, change: PodChange) {
@@ -351,7 +401,9 @@ impl Agent {
                 if let Err(e) = self.store.put(&desired.stored) {
                     tracing::warn!(error = %e, "cannot store a desired pod on disk");
                 }
-                lock(&self.desired).insert(desired.stored.uid.clone(), Arc::new(desired));
+                let uid = desired.stored.uid.clone();
+                lock(&self.desired).insert(uid.clone(), Arc::new(desired));
+                self.mark(&uid);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "the control plane sent a pod that does not parse")
@@ -361,6 +413,7 @@ impl Agent {
 
     fn remove_desired(&self, uid: &str) {
         lock(&self.desired).remove(uid);
+        self.mark(uid);
         if let Err(e) = self.store.remove(uid) {
             tracing::warn!(%uid, error = %e, "cannot remove a desired pod from disk");
         }

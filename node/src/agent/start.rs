@@ -63,6 +63,13 @@ pub(crate) async fn run_container(
         }
         Err(e) => return event(failed(("RunContainerError", e))),
     }
+    let started = |program: &Program, image_id: &str| Event::Started {
+        uid: uid.clone(),
+        container: name.clone(),
+        attempt,
+        program: program.clone(),
+        image_id: image_id.to_string(),
+    };
     let started_at = OffsetDateTime::now_utc();
     let exited = |state: ContainerState| Event::Exited {
         uid: uid.clone(),
@@ -81,13 +88,7 @@ pub(crate) async fn run_container(
                 )))
             }
         };
-        event(Event::Started {
-            uid: uid.clone(),
-            container: name.clone(),
-            attempt,
-            program: program.clone(),
-            image_id,
-        });
+        event(started(&program, &image_id));
         let served = bramble_wasm_shim::http::serve(
             agent.runner.engine().clone(),
             program,
@@ -116,13 +117,7 @@ pub(crate) async fn run_container(
                 .into(),
         )));
     }
-    event(Event::Started {
-        uid: uid.clone(),
-        container: name.clone(),
-        attempt,
-        program: program.clone(),
-        image_id,
-    });
+    event(started(&program, &image_id));
     let state = match agent.runner.run(&program, spec, &stop.kill).await {
         Ok(exit) => terminated_from_exit(&exit, started_at, OffsetDateTime::now_utc()),
         Err(e) => ContainerState::Terminated {

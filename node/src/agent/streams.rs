@@ -27,7 +27,7 @@ const FOLLOW_POLL: Duration = Duration::from_millis(100);
 /// Input routed to an open stream.
 #[derive(Debug)]
 pub(crate) enum Input {
-    Data(Bytes),
+    Data(Channel, Bytes),
     Close(Channel),
 }
 
@@ -105,7 +105,8 @@ impl Agent {
     pub async fn stream_data(&self, data: StreamData) {
         let tx = lock(&self.streams.open).get(&data.stream_id).cloned();
         if let Some(tx) = tx {
-            let _ = tx.send(Input::Data(data.data.into())).await;
+            let channel = Channel::try_from(data.channel).unwrap_or(Channel::Unspecified);
+            let _ = tx.send(Input::Data(channel, data.data.into())).await;
         }
     }
 
@@ -336,6 +337,14 @@ impl Agent {
             container_sandbox(&env, &spec, &volumes).map_err(|e| e.to_string())?
         };
         sandbox.argv = r.command.clone();
+        // `kubectl exec -i`: the guest reads what the client sends until it closes stdin.
+        let mut stdin_writer = if r.stdin {
+            let (reader, writer) = tokio::io::duplex(64 * 1024);
+            sandbox.stdin = Some(Box::new(reader));
+            Some(writer)
+        } else {
+            None
+        };
         let (tx, mut rx) = mpsc::unbounded_channel::<(Channel, Vec<u8>)>();
         sandbox.stdout = Some(Box::new(ChannelWriter(Channel::Stdout, tx.clone())));
         let stderr_channel = if r.tty {
@@ -361,8 +370,16 @@ impl Agent {
             loop {
                 match input.recv().await {
                     None | Some(Input::Close(Channel::Unspecified)) => return,
-                    // Stdin is not wired into Wasm instances yet; EOF and resizes are ignored.
-                    _ => {}
+                    Some(Input::Data(Channel::Stdin, bytes)) => {
+                        if let Some(writer) = stdin_writer.as_mut() {
+                            if writer.write_all(&bytes).await.is_err() {
+                                stdin_writer = None;
+                            }
+                        }
+                    }
+                    Some(Input::Close(Channel::Stdin)) => stdin_writer = None,
+                    // Wasm guests have no terminal to resize.
+                    Some(_) => {}
                 }
             }
         };
@@ -411,7 +428,7 @@ impl Agent {
         let downstream = async {
             while let Some(message) = input.recv().await {
                 match message {
-                    Input::Data(bytes) => {
+                    Input::Data(_, bytes) => {
                         if write.write_all(&bytes).await.is_err() {
                             return;
                         }

@@ -193,6 +193,19 @@ impl Slot {
     }
 }
 
+/// The instant matching a pod's stored startTime (unix seconds), or now.
+fn active_since(start_unix: Option<i64>) -> Instant {
+    let now = Instant::now();
+    let Some(start) = start_unix else { return now };
+    let elapsed = OffsetDateTime::now_utc()
+        .unix_timestamp()
+        .saturating_sub(start);
+    u64::try_from(elapsed)
+        .ok()
+        .and_then(|secs| now.checked_sub(Duration::from_secs(secs)))
+        .unwrap_or(now)
+}
+
 /// A terminated state read back from a stored status.
 fn terminated_from_api(t: &k8s_openapi::api::core::v1::ContainerStateTerminated) -> ContainerState {
     let time = |at: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
@@ -220,10 +233,18 @@ pub(crate) struct PodRuntime {
     pub reported: Option<serde_json::Value>,
     previous: Option<PodStatus>,
     terminated_sent: bool,
+    /// When the pod became active on this node (for activeDeadlineSeconds).
+    active_since: Instant,
+    /// activeDeadlineSeconds passed: everything is stopped and the pod is Failed.
+    deadline_exceeded: bool,
 }
 
 impl PodRuntime {
     fn new(desired: &Desired, previous: Option<PodStatus>) -> PodRuntime {
+        let previous_start = previous
+            .as_ref()
+            .and_then(|p| p.start_time.as_ref())
+            .map(|t| t.0.timestamp());
         let spec = desired.pod.spec.clone().unwrap_or_default();
         let find = |statuses: Option<&Vec<k8s_openapi::api::core::v1::ContainerStatus>>,
                     name: &str| {
@@ -257,6 +278,8 @@ impl PodRuntime {
             reported: None,
             previous,
             terminated_sent: false,
+            active_since: active_since(previous_start),
+            deadline_exceeded: false,
         }
     }
 
@@ -276,7 +299,7 @@ impl PodRuntime {
         self.volumes.clone()
     }
 
-    fn any_active(&self) -> bool {
+    pub(crate) fn any_active(&self) -> bool {
         self.init.iter().chain(&self.containers).any(Slot::active)
     }
 }
@@ -345,6 +368,7 @@ impl Agent {
                 ..
             } => (uid.clone(), container.clone(), *attempt),
         };
+        lock(&self.dirty).pods.insert(uid.clone());
         let Some(runtime) = pods.get_mut(&uid) else {
             return;
         };
@@ -417,30 +441,56 @@ impl Agent {
         }
     }
 
-    /// One pass over every pod; returns when the next timed step is due.
+    /// One pass over the pods that changed or whose deadline came; returns when the next
+    /// timed step is due.
     pub(crate) fn sync_all(self: &Arc<Self>) -> Option<Instant> {
+        let now = Instant::now();
         let desired: HashMap<String, Arc<Desired>> = lock(&self.desired).clone();
         let mut pods = lock(&self.pods);
-        for (uid, d) in &desired {
-            if !pods.contains_key(uid) {
-                let previous = self.load_status(uid);
+        let mut deadlines = lock(&self.deadlines);
+        let todo: Vec<String> = {
+            let mut dirty = lock(&self.dirty);
+            let mut todo: std::collections::HashSet<String> = std::mem::take(&mut dirty.pods);
+            if std::mem::take(&mut dirty.all) {
+                todo.extend(desired.keys().cloned());
+                todo.extend(pods.keys().cloned());
+            }
+            todo.extend(
+                deadlines
+                    .iter()
+                    .filter(|(_, at)| **at <= now)
+                    .map(|(uid, _)| uid.clone()),
+            );
+            todo.into_iter().collect()
+        };
+        let connected = lock(&self.uplink).is_some();
+        for uid in todo {
+            let wanted = desired.get(&uid);
+            if !pods.contains_key(&uid) {
+                let Some(d) = wanted else { continue };
+                let previous = self.load_status(&uid);
                 pods.insert(uid.clone(), PodRuntime::new(d, previous));
             }
-        }
-        let mut next: Option<Instant> = None;
-        let mut finished = Vec::new();
-        for (uid, runtime) in pods.iter_mut() {
-            let wake = self.sync_pod(runtime, desired.get(uid));
-            next = earliest(next, wake);
-            if !desired.contains_key(uid) && !runtime.any_active() {
-                finished.push(uid.clone());
+            let Some(runtime) = pods.get_mut(&uid) else {
+                continue;
+            };
+            let mut wake = self.sync_pod(runtime, wanted);
+            if connected && runtime.reported.is_none() {
+                // The report did not fit the uplink's queue: try again shortly.
+                wake = earliest(wake, Some(now + Duration::from_secs(1)));
             }
+            if wanted.is_none() && !runtime.any_active() {
+                pods.remove(&uid);
+                deadlines.remove(&uid);
+                self.forget_pod(&uid);
+                continue;
+            }
+            match wake {
+                Some(at) => deadlines.insert(uid, at),
+                None => deadlines.remove(&uid),
+            };
         }
-        for uid in finished {
-            pods.remove(&uid);
-            self.forget_pod(&uid);
-        }
-        next
+        deadlines.values().min().copied()
     }
 
     fn sync_pod(
@@ -452,6 +502,12 @@ impl Agent {
             runtime.slots_mut().for_each(|s| s.stop());
             return None;
         };
+        if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+            runtime.slots_mut().for_each(|s| s.stop());
+            let status = self.status_of(runtime, desired);
+            self.send_status(runtime, desired, status, false);
+            return None;
+        }
         if desired.deleting() {
             runtime.slots_mut().for_each(|s| s.stop());
             if !runtime.any_active() && !runtime.terminated_sent {
@@ -462,6 +518,29 @@ impl Agent {
         }
         let now = Instant::now();
         let mut next = None;
+        if let Some(limit) = desired
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.active_deadline_seconds)
+            .and_then(|s| u64::try_from(s).ok())
+        {
+            let until = runtime.active_since + Duration::from_secs(limit);
+            if now >= until || runtime.deadline_exceeded {
+                // The kubelet's active deadline: stop everything, the pod fails for good.
+                runtime.deadline_exceeded = true;
+                runtime.slots_mut().for_each(|s| s.stop());
+                let mut status = self.status_of(runtime, desired);
+                status.phase = Some("Failed".into());
+                status.reason = Some("DeadlineExceeded".into());
+                status.message = Some(format!(
+                    "Pod was active on the node longer than the specified deadline ({limit}s)"
+                ));
+                self.send_status(runtime, desired, status, false);
+                return None;
+            }
+            next = Some(until);
+        }
         if runtime.volumes.is_none() && runtime.volume_retry.is_none_or(|at| at <= now) {
             let env = self.pod_env(desired);
             match prepare_volumes(&env) {

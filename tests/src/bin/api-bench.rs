@@ -9,23 +9,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use bramble_tests::stats::{ms, percentile};
 use bramble_tests::{kube_client, Cluster};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchParams};
 use serde_json::json;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
-}
 
 struct Row {
     op: &'static str,
@@ -161,10 +150,8 @@ fn main() -> Result<()> {
         arrivals.sort();
         println!("100 watchers, one change: p50 {} ms, p99 {} ms, last {} ms after the write was sent", ms(percentile(&arrivals, 0.5)), ms(percentile(&arrivals, 0.99)), ms(percentile(&arrivals, 1.0)));
         if let Some(pid) = cluster.pid() {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-            if let Some(rss) = status.lines().find(|l| l.starts_with("VmRSS")) {
-                println!("server {rss}");
-            }
+            let (rss, pss) = bramble_tests::memory::rss_pss_kib(pid)?;
+            println!("server RSS {rss} KiB, PSS {pss} KiB");
         }
         anyhow::Ok(())
     })

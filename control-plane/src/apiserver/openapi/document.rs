@@ -131,9 +131,7 @@ fn resource_schemas(
         let (gvk, body) = if sub.kind.is_empty() {
             // Status-like subresources exchange the parent object itself.
             (gvk, Some(kind.clone()))
-        } else if matches!(sub.name, "log" | "exec" | "attach" | "portforward") {
-            // Logs stream plain text; exec, attach and port-forward take query parameters and
-            // upgrade the connection: none has a body schema.
+        } else if !sub.exchanges_objects() {
             (sub_gvk, None)
         } else {
             let body = kind_component(generator, sub_gvk)?;

@@ -1,0 +1,225 @@
+//! Node agent benchmark, side by side in one run:
+//! - Wasm pod start (pod created through the API -> its container started, module cached),
+//!   p50/p99, against bare wasmtime instantiating and running the same module;
+//! - agent RSS/PSS idle, with 100 and with 1,000 idle `ticker` pods, and the memory per pod
+//!   derived from the two.
+//!
+//! Starts a real `bramble server` and a real `bramble-node` (release builds) through the test
+//! harness. Run: `cargo build --release --workspace --bins && BRAMBLE_IMAGES_DIR=target/images
+//! target/release/node-bench`
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use bramble_tests::memory::rss_pss_kib;
+use bramble_tests::node::{images_dir, Node};
+use bramble_tests::stats::{ms, percentile};
+use bramble_tests::{kube_client, Cluster};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, PostParams, WatchEvent, WatchParams};
+use serde_json::json;
+
+const STARTS: usize = 100;
+const WARMUP: usize = 3;
+const BARE_RUNS: usize = 1000;
+
+fn started(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .and_then(|c| c.state.as_ref())
+        .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+}
+
+/// Bare wasmtime: instantiate and run `_start` of the module, output discarded; compiled once.
+async fn bare_wasmtime(wasm: &[u8]) -> Result<Vec<Duration>> {
+    use wasmtime::{Config, Engine, Linker, Module, Store};
+    use wasmtime_wasi::p1::WasiP1Ctx;
+    // wasmtime's errors are not std errors; keep their full chain as text.
+    fn wt<T>(r: wasmtime::Result<T>) -> Result<T> {
+        r.map_err(|e| anyhow::anyhow!("{e:#}"))
+    }
+    let engine = wt(Engine::new(&Config::new()))?;
+    let module = wt(Module::new(&engine, wasm))?;
+    let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
+    wt(wasmtime_wasi::p1::add_to_linker_async(&mut linker, |ctx| {
+        ctx
+    }))?;
+    let pre = wt(linker.instantiate_pre(&module))?;
+    let mut runs = Vec::with_capacity(BARE_RUNS);
+    for _ in 0..BARE_RUNS {
+        let t = Instant::now();
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .args(&["hello", "first", "second arg"])
+            .build_p1();
+        let mut store = Store::new(&engine, wasi);
+        let instance = wt(pre.instantiate_async(&mut store).await)?;
+        let start = wt(instance.get_typed_func::<(), ()>(&mut store, "_start"))?;
+        // hello exits through proc_exit(0), which surfaces as an I32Exit error.
+        let _ = start.call_async(&mut store, ()).await;
+        runs.push(t.elapsed());
+    }
+    runs.sort();
+    Ok(runs)
+}
+
+fn pod(name: &str, image: &str, node: &str, env: serde_json::Value, restart: &str) -> Result<Pod> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "nodeName": node,
+            "restartPolicy": restart,
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "c", "image": image, "env": env,
+                            "resources": {"limits": {"cpu": "100m", "memory": "16Mi"}}}]
+        }
+    }))?)
+}
+
+/// Creates `count` idle ticker pods named from `first` and waits until all run.
+async fn idle_tickers(pods: &Api<Pod>, image: &str, first: usize, count: usize) -> Result<()> {
+    let env = json!([{"name": "TICK_INTERVAL_MS", "value": "3600000"}]);
+    futures::stream::iter(first..first + count)
+        .map(|i| {
+            let pods = pods.clone();
+            let p = pod(
+                &format!("ticker-{i}"),
+                image,
+                "bench-node",
+                env.clone(),
+                "Always",
+            );
+            async move {
+                pods.create(&PostParams::default(), &p?)
+                    .await
+                    .map(|_| ())
+                    .map_err(anyhow::Error::from)
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let list = pods.list(&Default::default()).await?;
+        let running = list
+            .items
+            .iter()
+            .filter(|p| {
+                p.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("ticker-"))
+            })
+            .filter(|p| started(p))
+            .count();
+        if running >= first + count {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "only {running} of {} ticker pods started",
+            first + count
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn main() -> Result<()> {
+    let images = images_dir()?;
+    let cluster = Cluster::start()?;
+    let token = cluster.bramble_ok(&["token", "create"])?;
+    let node = Node::join_with(
+        &cluster,
+        "bench-node",
+        token.trim(),
+        &["--max-pods", "1200"],
+    )?;
+    let node_pid = node.pid().context("no node pid")?;
+    let hello = cluster.push_sample("hello")?;
+    let ticker = cluster.push_sample("ticker")?;
+    let wasm = std::fs::read(images.join("hello.wasm"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        std::thread::sleep(Duration::from_secs(3));
+        let (idle_rss, idle_pss) = rss_pss_kib(node_pid)?;
+
+        let client = kube_client::client(&cluster).await?;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        // One watch sees every start; creation times are kept per pod name.
+        let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<Duration>>> = Arc::default();
+        let mut stream = pods.watch(&WatchParams::default(), "0").await?.boxed();
+        let watcher = {
+            let (created, seen) = (created.clone(), seen.clone());
+            tokio::spawn(async move {
+                let mut done = std::collections::HashSet::new();
+                while let Some(Ok(event)) = stream.next().await {
+                    let (WatchEvent::Added(p) | WatchEvent::Modified(p)) = event else { continue };
+                    let name = p.metadata.name.clone().unwrap_or_default();
+                    if !started(&p) || done.contains(&name) {
+                        continue;
+                    }
+                    let t0 = created.lock().ok().and_then(|c| c.get(&name).copied());
+                    if let Some(t0) = t0 {
+                        done.insert(name);
+                        if let Ok(mut s) = seen.lock() {
+                            s.push(t0.elapsed());
+                        }
+                    }
+                }
+            })
+        };
+        for i in 0..STARTS + WARMUP {
+            let name = format!("start-{i}");
+            let p = pod(&name, &hello, "bench-node", json!([]), "Never")?;
+            created.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.insert(name.clone(), Instant::now());
+            pods.create(&PostParams::default(), &p).await?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while seen.lock().map(|s| s.len()).unwrap_or(0) <= i {
+                ensure!(Instant::now() < deadline, "pod {name} did not start");
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            pods.delete(&name, &DeleteParams::default().grace_period(0)).await?;
+        }
+        watcher.abort();
+        let mut starts: Vec<Duration> = seen.lock().map(|s| s[WARMUP..].to_vec()).unwrap_or_default();
+        starts.sort();
+        let bare = bare_wasmtime(&wasm).await?;
+        // Let the deleted pods go before measuring memory.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+
+        idle_tickers(&pods, &ticker, 0, 100).await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (rss100, pss100) = rss_pss_kib(node_pid)?;
+        idle_tickers(&pods, &ticker, 100, 900).await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (rss1000, pss1000) = rss_pss_kib(node_pid)?;
+
+        println!("| figure | Bramble | baseline (same run) |");
+        println!("|---|---|---|");
+        println!(
+            "| Wasm pod start, create -> container started, module cached ({STARTS} pods, sequential) | p50 {} ms, p99 {} ms | bare wasmtime instantiate + run of hello.wasm ({BARE_RUNS} runs): p50 {} ms, p99 {} ms |",
+            ms(percentile(&starts, 0.5)),
+            ms(percentile(&starts, 0.99)),
+            ms(percentile(&bare, 0.5)),
+            ms(percentile(&bare, 0.99))
+        );
+        println!("| agent idle, no pods | RSS {} MiB, PSS {} MiB | |", idle_rss / 1024, idle_pss / 1024);
+        println!("| agent with 100 idle ticker pods | RSS {} MiB, PSS {} MiB | |", rss100 / 1024, pss100 / 1024);
+        println!("| agent with 1,000 idle ticker pods | RSS {} MiB, PSS {} MiB | |", rss1000 / 1024, pss1000 / 1024);
+        println!(
+            "| memory per idle ticker pod, (RSS at 1,000 - RSS at 100) / 900 | {:.0} KiB | |",
+            (rss1000.saturating_sub(rss100)) as f64 / 900.0
+        );
+        anyhow::Ok(())
+    })?;
+    drop(node);
+    Ok(())
+}
