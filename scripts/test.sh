@@ -31,11 +31,16 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --bins --tests --locked
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
+# Every test binary runs even when an earlier one fails (--no-fail-fast), and any failure fails
+# the whole command: the group returns non-zero if either suite failed.
+run_suites() {
+  local failed=0
+  cargo test --workspace --locked --no-fail-fast -- --test-threads "${BRAMBLE_TEST_THREADS:-2}" || failed=1
+  CARGO_TARGET_DIR="$BRAMBLE_IMAGES_DIR/.cargo-target" cargo test --manifest-path images/Cargo.toml --locked || failed=1
+  return "$failed"
+}
 status=0
-{
-  cargo test --workspace --locked -- --test-threads "${BRAMBLE_TEST_THREADS:-2}"
-  CARGO_TARGET_DIR="$BRAMBLE_IMAGES_DIR/.cargo-target" cargo test --manifest-path images/Cargo.toml --locked
-} 2>&1 | tee "$log" || status=$?
+run_suites 2>&1 | tee "$log" || status=$?
 # One closing line for the whole run (cargo prints one per test binary, the last being the
 # doc-tests').
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

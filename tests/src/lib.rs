@@ -61,6 +61,8 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
+    /// `server`, or `up` for a cluster with a local node in the same process.
+    command: &'static str,
     extra_args: Vec<String>,
 }
 
@@ -70,14 +72,24 @@ impl Cluster {
         Cluster::start_with(&[])
     }
 
+    /// Starts a fresh `bramble up`: the control plane and a local node in one process.
+    pub fn up() -> Result<Cluster> {
+        Cluster::launch("up", &[])
+    }
+
     /// Starts a fresh server with extra `bramble server` flags.
     pub fn start_with(extra_args: &[&str]) -> Result<Cluster> {
+        Cluster::launch("server", extra_args)
+    }
+
+    fn launch(command: &'static str, extra_args: &[&str]) -> Result<Cluster> {
         require_kubectl()?;
         let dir = tempfile::Builder::new().prefix("bramble-e2e-").tempdir()?;
         let mut cluster = Cluster {
             dir,
             port: free_port()?,
             child: None,
+            command,
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         cluster.spawn()?;
@@ -110,7 +122,7 @@ impl Cluster {
             .append(true)
             .open(self.dir.path().join("server.log"))?;
         let child = Command::new(workspace_binary("bramble")?)
-            .args(["server", "--data-dir"])
+            .args([self.command, "--data-dir"])
             .arg(self.data_dir())
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(&self.extra_args)

@@ -174,6 +174,22 @@ impl Node {
         )?)
     }
 
+    /// Bytes of the files under `sub` of the node's data directory.
+    pub fn disk_usage(&self, sub: &str) -> Result<u64> {
+        fn walk(dir: &std::path::Path) -> u64 {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => walk(&e.path()),
+                    _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+                })
+                .sum()
+        }
+        Ok(walk(&self.dir.path().join("data").join(sub)))
+    }
+
     /// The agent's pid.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

@@ -482,3 +482,158 @@ fn a_node_credential_cannot_act_for_another_node() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn hostile_samples_are_contained_and_the_agent_carries_on() -> Result<()> {
+    let c = Cluster::start()?;
+    let token = c.bramble_ok(&["token", "create"])?;
+    let node = Node::join(&c, "sandbox", token.trim())?;
+    let busy = c.push_sample("hostile-busy-loop")?;
+    let flood = c.push_sample("hostile-output-flood")?;
+    let escape = c.push_sample("hostile-escape")?;
+    let hello = c.push_sample("hello")?;
+    let deadline = "  restartPolicy: Never\n  activeDeadlineSeconds: 4\n";
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("busy", &busy, "sandbox", deadline),
+    )?;
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("flood", &flood, "sandbox", deadline),
+    )?;
+    c.kubectl_stdin(&["apply", "-f", "-"], &format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: escape\nspec:\n  nodeName: sandbox\n  restartPolicy: Never\n  containers:\n  - name: escape\n    image: {escape}\n    volumeMounts:\n    - name: data\n      mountPath: /data\n  volumes:\n  - name: data\n    emptyDir: {{}}\n"
+    ))?;
+    let wait = Duration::from_secs(60);
+    for name in ["busy", "flood"] {
+        let ended = c.wait_for(&["pod", name], "the active deadline", wait, |p| {
+            phase(p) == "Failed"
+        })?;
+        ensure!(
+            ended["status"]["reason"] == "DeadlineExceeded",
+            "{name}: {ended:#}"
+        );
+    }
+    let held = c.wait_for(&["pod", "escape"], "escape to finish", wait, |p| {
+        matches!(phase(p), "Succeeded" | "Failed")
+    })?;
+    ensure!(
+        phase(&held) == "Succeeded",
+        "a read escaped the sandbox: {held:#}\n{}",
+        c.kubectl_ok(&["logs", "escape"])?
+    );
+    // The flood's log stayed bounded by rotation (3 files of 10 MiB at most).
+    let logged = node.disk_usage("pods")?;
+    ensure!(
+        logged < 40 * 1024 * 1024,
+        "the node's pod directories hold {logged} bytes"
+    );
+    // The agent still runs new pods and serves logs.
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("after", &hello, "sandbox", "  restartPolicy: Never\n"),
+    )?;
+    c.wait_for(
+        &["pod", "after"],
+        "a pod after the hostile ones",
+        wait,
+        |p| phase(p) == "Succeeded",
+    )?;
+    ensure!(c
+        .kubectl_ok(&["logs", "after"])?
+        .contains("hello from a wasm workload"));
+    Ok(())
+}
+
+#[test]
+fn bramble_up_runs_the_readme_hello_pod_on_its_local_node() -> Result<()> {
+    let c = Cluster::up()?;
+    let nodes = c.wait_for(&["nodes"], "the local node", Duration::from_secs(30), |n| {
+        n["items"].as_array().is_some_and(|items| !items.is_empty())
+    })?;
+    let node = nodes["items"][0]["metadata"]["name"]
+        .as_str()
+        .context("a node without a name")?
+        .to_string();
+    let image = c.push_sample("hello")?;
+    // The README's manifest, with this cluster's registry address and the node it runs on.
+    let manifest = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/hello/pod.yaml"),
+    )?
+    .replace("localhost:6443/samples/hello:v1", &image)
+    .replace("spec:\n", &format!("spec:\n  nodeName: {node}\n"));
+    c.kubectl_stdin(&["apply", "-f", "-"], &manifest)?;
+    c.wait_for(
+        &["pod", "hello"],
+        "hello to succeed",
+        Duration::from_secs(60),
+        |p| phase(p) == "Succeeded",
+    )?;
+    let log = c.kubectl_ok(&["logs", "hello"])?;
+    ensure!(
+        log.contains("GREETING=hello from the pod spec") && log.contains("POD_NAME=hello"),
+        "{log}"
+    );
+    Ok(())
+}
+
+#[test]
+fn init_containers_run_first_and_in_order() -> Result<()> {
+    let c = Cluster::start()?;
+    let token = c.bramble_ok(&["token", "create"])?;
+    let _node = Node::join(&c, "init-node", token.trim())?;
+    let hello = c.push_sample("hello")?;
+    let ticker = c.push_sample("ticker")?;
+    c.kubectl_stdin(&["apply", "-f", "-"], &format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: staged\nspec:\n  nodeName: init-node\n  initContainers:\n  - name: first\n    image: {hello}\n    args: [\"one\"]\n  - name: second\n    image: {hello}\n    args: [\"two\"]\n  containers:\n  - name: app\n    image: {ticker}\n"
+    ))?;
+    let running = c.wait_for(
+        &["pod", "staged"],
+        "the app container",
+        Duration::from_secs(60),
+        |p| container(p)["state"]["running"].is_object(),
+    )?;
+    let inits = running["status"]["initContainerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ensure!(inits.len() == 2, "{running:#}");
+    let finished = |i: usize| {
+        inits[i]["state"]["terminated"]["finishedAt"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let started = |i: usize| {
+        inits[i]["state"]["terminated"]["startedAt"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    ensure!(
+        inits
+            .iter()
+            .all(|s| s["state"]["terminated"]["reason"] == "Completed"),
+        "{inits:#?}"
+    );
+    ensure!(
+        finished(0) <= started(1),
+        "second started before first finished: {inits:#?}"
+    );
+    let condition = |t: &str| {
+        running["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == t)
+            .map(|c| c["status"].clone())
+    };
+    ensure!(
+        condition("Initialized") == Some(Value::from("True")),
+        "{running:#}"
+    );
+    ensure!(c
+        .kubectl_ok(&["logs", "staged", "-c", "second"])?
+        .contains("[1] two"));
+    Ok(())
+}

@@ -557,7 +557,7 @@ impl Agent {
             }
         }
         if let Some(volumes) = runtime.volumes.clone() {
-            next = self.step_containers(runtime, desired, &volumes, now);
+            next = earliest(next, self.step_containers(runtime, desired, &volumes, now));
         } else {
             next = earliest(next, runtime.volume_retry);
         }
