@@ -445,24 +445,28 @@ impl Agent {
     /// timed step is due.
     pub(crate) fn sync_all(self: &Arc<Self>) -> Option<Instant> {
         let now = Instant::now();
+        // Take the marks before reading the desired pods: a pod added in between is marked
+        // again and seen by the next pass, never lost.
+        let (all, mut todo) = {
+            let mut dirty = lock(&self.dirty);
+            (
+                std::mem::take(&mut dirty.all),
+                std::mem::take(&mut dirty.pods),
+            )
+        };
         let desired: HashMap<String, Arc<Desired>> = lock(&self.desired).clone();
         let mut pods = lock(&self.pods);
         let mut deadlines = lock(&self.deadlines);
-        let todo: Vec<String> = {
-            let mut dirty = lock(&self.dirty);
-            let mut todo: std::collections::HashSet<String> = std::mem::take(&mut dirty.pods);
-            if std::mem::take(&mut dirty.all) {
-                todo.extend(desired.keys().cloned());
-                todo.extend(pods.keys().cloned());
-            }
-            todo.extend(
-                deadlines
-                    .iter()
-                    .filter(|(_, at)| **at <= now)
-                    .map(|(uid, _)| uid.clone()),
-            );
-            todo.into_iter().collect()
-        };
+        if all {
+            todo.extend(desired.keys().cloned());
+            todo.extend(pods.keys().cloned());
+        }
+        todo.extend(
+            deadlines
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(uid, _)| uid.clone()),
+        );
         let connected = lock(&self.uplink).is_some();
         for uid in todo {
             let wanted = desired.get(&uid);
@@ -803,9 +807,9 @@ impl Agent {
             status_json: serde_json::to_vec(&json).unwrap_or_default(),
             terminated,
         });
-        if sent {
-            runtime.reported = Some(comparable);
-        }
+        // A report that did not fit the uplink's queue leaves `reported` empty, which makes the
+        // loop retry it: the control plane must end up with the latest status.
+        runtime.reported = sent.then_some(comparable);
         sent
     }
 

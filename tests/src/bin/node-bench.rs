@@ -120,6 +120,7 @@ async fn idle_tickers(pods: &Api<Pod>, image: &str, first: usize, count: usize) 
         if running >= first + count {
             return Ok(());
         }
+        eprintln!("{running} of {} ticker pods started", first + count);
         ensure!(
             Instant::now() < deadline,
             "only {running} of {} ticker pods started",
@@ -127,6 +128,37 @@ async fn idle_tickers(pods: &Api<Pod>, image: &str, first: usize, count: usize) 
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The ten mappings of `pid` holding the most resident memory (for profiling, on stderr).
+fn print_largest_mappings(pid: u32) -> Result<()> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))?;
+    let mut current = String::new();
+    let mut sizes: Vec<(u64, String)> = Vec::new();
+    for line in smaps.lines() {
+        if line.starts_with("Rss:") {
+            let kib = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            sizes.push((kib, current.clone()));
+        } else if line.split_whitespace().next().is_some_and(|range| {
+            range.contains('-') && range.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        }) {
+            current = line.to_string();
+        }
+    }
+    sizes.sort_by_key(|s| std::cmp::Reverse(s.0));
+    let total: u64 = sizes.iter().map(|s| s.0).sum();
+    eprintln!(
+        "agent RSS by mapping (total {total} KiB, {} mappings):",
+        sizes.len()
+    );
+    for (kib, mapping) in sizes.iter().take(10) {
+        eprintln!("{kib:>8} KiB  {mapping}");
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -195,9 +227,13 @@ fn main() -> Result<()> {
         // Let the deleted pods go before measuring memory.
         tokio::time::sleep(Duration::from_secs(3)).await;
 
+        let (after_starts_rss, _) = rss_pss_kib(node_pid)?;
         idle_tickers(&pods, &ticker, 0, 100).await?;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let (rss100, pss100) = rss_pss_kib(node_pid)?;
+        if std::env::var_os("BRAMBLE_BENCH_SMAPS").is_some() {
+            print_largest_mappings(node_pid)?;
+        }
         idle_tickers(&pods, &ticker, 100, 900).await?;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let (rss1000, pss1000) = rss_pss_kib(node_pid)?;
@@ -212,6 +248,11 @@ fn main() -> Result<()> {
             ms(percentile(&bare, 0.99))
         );
         println!("| agent idle, no pods | RSS {} MiB, PSS {} MiB | |", idle_rss / 1024, idle_pss / 1024);
+        println!(
+            "| agent after {} pod starts and deletions, no pods left | RSS {} MiB | |",
+            STARTS + WARMUP,
+            after_starts_rss / 1024
+        );
         println!("| agent with 100 idle ticker pods | RSS {} MiB, PSS {} MiB | |", rss100 / 1024, pss100 / 1024);
         println!("| agent with 1,000 idle ticker pods | RSS {} MiB, PSS {} MiB | |", rss1000 / 1024, pss1000 / 1024);
         println!(
