@@ -574,6 +574,26 @@ fn bramble_up_runs_the_readme_hello_pod_on_its_local_node() -> Result<()> {
         log.contains("GREETING=hello from the pod spec") && log.contains("POD_NAME=hello"),
         "{log}"
     );
+
+    // The sensor sample as shipped: its config from a ConfigMap volume, readings to an emptyDir.
+    let image = c.push_sample("sensor")?;
+    let manifest = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/sensor/pod.yaml"),
+    )?
+    .replace("localhost:6443/samples/sensor:v1", &image)
+    .replace("spec:\n", &format!("spec:\n  nodeName: {node}\n"));
+    c.kubectl_stdin(&["apply", "-f", "-"], &manifest)?;
+    let sensor = c.wait_for(
+        &["pod", "sensor"],
+        "sensor to finish",
+        Duration::from_secs(60),
+        |p| matches!(phase(p), "Succeeded" | "Failed"),
+    )?;
+    ensure!(
+        phase(&sensor) == "Succeeded",
+        "{sensor:#}\n{}",
+        c.kubectl_ok(&["logs", "sensor"]).unwrap_or_default()
+    );
     Ok(())
 }
 
