@@ -69,6 +69,15 @@ impl Cluster {
     }
 }
 
+/// The status of condition `kind` (e.g. "Ready") of a Node or Pod, as JSON.
+pub fn condition_status<'a>(object: &'a serde_json::Value, kind: &str) -> Option<&'a str> {
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)?["status"]
+        .as_str()
+}
+
 /// The directory the test command builds the sample workloads into.
 pub fn images_dir() -> Result<PathBuf> {
     let dir = PathBuf::from(std::env::var("BRAMBLE_IMAGES_DIR").context(
@@ -112,13 +121,7 @@ impl Node {
             &["node", name],
             "the node to be Ready",
             Duration::from_secs(30),
-            |n| {
-                n["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            },
+            |n| condition_status(n, "Ready") == Some("True"),
         )?;
         Ok(node)
     }

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use bramble_tests::node::Node;
+use bramble_tests::node::{condition_status, Node};
 use bramble_tests::Cluster;
 use serde_json::Value;
 
@@ -345,35 +345,23 @@ fn heartbeats_stay_in_memory_and_a_silent_node_turns_unknown() -> Result<()> {
         &["node", "quiet"],
         "Ready=Unknown",
         Duration::from_secs(20),
-        |n| {
-            n["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "Unknown")
-        },
+        |n| condition_status(n, "Ready") == Some("Unknown"),
     )?;
-    let ready = unknown["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == "Ready")
-        .cloned()
-        .unwrap_or_default();
-    ensure!(ready["reason"] == "NodeStatusUnknown", "{ready:#}");
+    ensure!(
+        unknown["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["reason"] == "NodeStatusUnknown"),
+        "{unknown:#}"
+    );
     // It comes back Ready when the agent does.
     node.start_again()?;
     c.wait_for(
         &["node", "quiet"],
         "Ready again",
         Duration::from_secs(20),
-        |n| {
-            n["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        },
+        |n| condition_status(n, "Ready") == Some("True"),
     )?;
     Ok(())
 }
@@ -640,16 +628,8 @@ fn init_containers_run_first_and_in_order() -> Result<()> {
         finished(0) <= started(1),
         "second started before first finished: {inits:#?}"
     );
-    let condition = |t: &str| {
-        running["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["type"] == t)
-            .map(|c| c["status"].clone())
-    };
     ensure!(
-        condition("Initialized") == Some(Value::from("True")),
+        condition_status(&running, "Initialized") == Some("True"),
         "{running:#}"
     );
     ensure!(c
