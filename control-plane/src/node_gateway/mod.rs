@@ -184,7 +184,6 @@ impl NodeGatewayService for NodeGateway {
             stop.cancel();
             let _ = feed.await;
             receiver.api.nodes.disconnect(&receiver.session);
-            receiver.liveness.disconnected(&receiver.node);
             tracing::info!(node = %receiver.node, "node disconnected");
         });
         let stream = tokio_stream::wrappers::ReceiverStream::new(outbound);

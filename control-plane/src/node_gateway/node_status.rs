@@ -32,7 +32,6 @@ struct Liveness {
     last_write: Instant,
     /// Conditions as last written: type -> (status, reason).
     written: Vec<(String, String, String)>,
-    connected: bool,
 }
 
 fn nodes_resource() -> Result<&'static Resource, ApiError> {
@@ -91,7 +90,6 @@ impl NodeLiveness {
                 last_heartbeat: now,
                 last_write: now,
                 written: vec![condition_key(&ready)],
-                connected: true,
             },
         );
         Ok(())
@@ -132,10 +130,8 @@ impl NodeLiveness {
                 last_heartbeat: now,
                 last_write: now - interval,
                 written: Vec::new(),
-                connected: true,
             });
             entry.last_heartbeat = now;
-            entry.connected = true;
             entry.written != keys || now.duration_since(entry.last_write) >= interval
         };
         if due {
@@ -147,13 +143,6 @@ impl NodeLiveness {
             }
         }
         Ok(())
-    }
-
-    /// Marks the end of a node's stream; the monitor turns it Unknown after the grace period.
-    pub fn disconnected(&self, node: &str) {
-        if let Some(entry) = self.nodes_mut().get_mut(node) {
-            entry.connected = false;
-        }
     }
 
     /// Nodes not heard from within `grace` whose Ready condition is not yet Unknown: sets it
@@ -191,11 +180,6 @@ impl NodeLiveness {
                 Err(e) => tracing::warn!(%node, error = %e, "cannot mark a silent node"),
             }
         }
-    }
-
-    /// Whether `node` currently holds a stream.
-    pub fn is_connected(&self, node: &str) -> bool {
-        self.nodes_mut().get(node).is_some_and(|l| l.connected)
     }
 
     async fn write_conditions(

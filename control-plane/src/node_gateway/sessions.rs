@@ -135,14 +135,6 @@ impl NodeSessions {
             .clear();
     }
 
-    /// Whether `node` has an open stream.
-    pub fn is_connected(&self, node: &str) -> bool {
-        self.nodes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains_key(node)
-    }
-
     /// Opens a tunnel to `node` for `request`.
     pub async fn open(
         &self,
@@ -192,11 +184,6 @@ pub struct Tunnel {
 }
 
 impl Tunnel {
-    /// Sends bytes to the node on `channel`; false once the node's stream is gone.
-    pub async fn send(&self, channel: Channel, data: Bytes) -> bool {
-        self.sender.send(channel, data).await
-    }
-
     /// Splits the tunnel into a sender that can move to another task and the receiving half.
     pub fn split(self) -> (TunnelSender, mpsc::Receiver<TunnelEvent>) {
         (self.sender, self.events)

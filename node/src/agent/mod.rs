@@ -228,11 +228,6 @@ impl Agent {
         *lock(&self.revision)
     }
 
-    /// Number of pods the agent is running or starting.
-    pub fn pod_count(&self) -> usize {
-        lock(&self.pods).len()
-    }
-
     /// What the node tells the control plane about itself.
     pub fn node_info(&self) -> NodeInfo {
         let read = |path: &str| {
