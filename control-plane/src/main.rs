@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use bramble_control_plane::cli;
+use bramble_control_plane::controllers::ControllerConfig;
 use bramble_control_plane::node_gateway::GatewayConfig;
 use bramble_control_plane::server::{run, ServerConfig};
 use clap::{Parser, Subcommand};
@@ -69,6 +70,17 @@ struct ServerArgs {
     /// Seconds without a heartbeat after which a node's Ready condition becomes Unknown.
     #[arg(long, env = "BRAMBLE_NODE_GRACE", default_value_t = 40)]
     node_grace: u64,
+    /// Seconds a pod stays on a NotReady or unreachable node before it is evicted (the
+    /// tolerationSeconds added to pods that do not set their own).
+    #[arg(
+        long,
+        env = "BRAMBLE_DEFAULT_TOLERATION_SECONDS",
+        default_value_t = 300
+    )]
+    default_toleration_seconds: i64,
+    /// Concurrent reconciles per workload controller.
+    #[arg(long, env = "BRAMBLE_CONTROLLER_WORKERS", default_value_t = 4)]
+    controller_workers: usize,
 }
 
 impl ServerArgs {
@@ -85,6 +97,10 @@ impl ServerArgs {
                 grace: secs(self.node_grace.max(2)),
                 heartbeat: secs(self.node_heartbeat.max(1)),
                 ..GatewayConfig::default()
+            },
+            controllers: ControllerConfig {
+                workers: self.controller_workers.max(1),
+                default_toleration_seconds: self.default_toleration_seconds.max(0),
             },
         }
     }

@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub registry_mirrors: Vec<crate::registry::Mirror>,
     /// Heartbeat and node-status timings.
     pub gateway: GatewayConfig,
+    /// How the controllers and the scheduler run.
+    pub controllers: crate::controllers::ControllerConfig,
 }
 
 /// Parses `PREFIX=URL` (repositories under PREFIX are pulled through from URL; `http://` URLs
@@ -141,7 +143,11 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("cannot create the system namespaces: {e}"))?;
     let cleaner = tokio::spawn(api.clone().run_namespace_cleaner());
-    let collector = tokio::spawn(crate::controllers::garbage_collector::run(api.clone()));
+    let controllers = tokio::spawn(crate::controllers::run(
+        api.clone(),
+        config.controllers.clone(),
+        shutdown.clone(),
+    ));
     let registry_gc = tokio::spawn(collect_registry_garbage(registry, shutdown.clone()));
 
     let tls = tls_config(&pki.ca_pem, &pki.server_cert_pem, &pki.server_key_pem)?;
@@ -156,7 +162,7 @@ pub async fn run(
     shutdown.cancel();
     let _ = monitor.await;
     let _ = cleaner.await;
-    let _ = collector.await;
+    let _ = controllers.await;
     let _ = registry_gc.await;
     let _ = feeder.await;
     served

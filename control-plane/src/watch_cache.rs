@@ -6,7 +6,7 @@
 //! in a bounded history so a client can resume a watch from a recent resourceVersion; older ones
 //! get 410 Expired and relist, as informers expect.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -60,6 +60,21 @@ pub struct CachedObject {
     fields: Vec<(&'static str, String)>,
     /// The object's resourceVersion (the store revision of its last change).
     pub revision: Revision,
+    /// metadata.ownerReferences, for the owner index controllers read dependents through.
+    pub owners: Vec<OwnerRef>,
+}
+
+/// One entry of an object's metadata.ownerReferences.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerRef {
+    /// The owner's kind.
+    pub kind: String,
+    /// The owner's name (in the dependent's namespace).
+    pub name: String,
+    /// The owner's uid.
+    pub uid: String,
+    /// Whether this owner is the dependent's managing controller.
+    pub controller: bool,
 }
 
 impl CachedObject {
@@ -91,12 +106,29 @@ impl CachedObject {
                 Some((*path, text))
             })
             .collect();
+        let owners = value
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .map(|refs| {
+                refs.iter()
+                    .filter_map(|r| {
+                        Some(OwnerRef {
+                            kind: r.get("kind")?.as_str()?.to_string(),
+                            name: r.get("name")?.as_str()?.to_string(),
+                            uid: r.get("uid")?.as_str()?.to_string(),
+                            controller: r.get("controller").and_then(Value::as_bool) == Some(true),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let json = bytes::Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
         CachedObject {
             json,
             labels,
             fields,
             revision,
+            owners,
         }
     }
 
@@ -111,6 +143,11 @@ impl CachedObject {
             .iter()
             .find(|(p, _)| *p == path)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The owner reference marked as the managing controller, if any.
+    pub fn controller(&self) -> Option<&OwnerRef> {
+        self.owners.iter().find(|o| o.controller)
     }
 
     /// The same object carrying another resourceVersion (deletes report the deletion's).
@@ -187,6 +224,10 @@ pub struct TooOld {
 
 struct State {
     objects: BTreeMap<String, Arc<CachedObject>>,
+    /// owner uid -> keys of the objects naming it in ownerReferences.
+    by_owner: HashMap<String, BTreeSet<String>>,
+    /// node name -> keys of the pods bound to it (spec.nodeName).
+    by_node: HashMap<String, BTreeSet<String>>,
     history: VecDeque<Arc<Change>>,
     /// Watches may start after any revision >= this one.
     oldest: Revision,
@@ -201,6 +242,41 @@ pub struct WatchCache {
     history_limit: usize,
 }
 
+impl State {
+    fn index(&mut self, key: &str, object: &CachedObject) {
+        for owner in &object.owners {
+            self.by_owner
+                .entry(owner.uid.clone())
+                .or_default()
+                .insert(key.to_string());
+        }
+        if let Some(node) = object.field("spec.nodeName").filter(|n| !n.is_empty()) {
+            self.by_node
+                .entry(node.to_string())
+                .or_default()
+                .insert(key.to_string());
+        }
+    }
+
+    fn unindex(&mut self, key: &str, object: &CachedObject) {
+        for owner in &object.owners {
+            remove_from(&mut self.by_owner, &owner.uid, key);
+        }
+        if let Some(node) = object.field("spec.nodeName") {
+            remove_from(&mut self.by_node, node, key);
+        }
+    }
+}
+
+fn remove_from(index: &mut HashMap<String, BTreeSet<String>>, entry: &str, key: &str) {
+    if let Some(keys) = index.get_mut(entry) {
+        keys.remove(key);
+        if keys.is_empty() {
+            index.remove(entry);
+        }
+    }
+}
+
 /// The prefix every Bramble object is stored under.
 pub const REGISTRY_PREFIX: &str = "/registry/";
 
@@ -211,6 +287,8 @@ impl WatchCache {
         Arc::new(WatchCache {
             state: RwLock::new(State {
                 objects: BTreeMap::new(),
+                by_owner: HashMap::new(),
+                by_node: HashMap::new(),
                 history: VecDeque::new(),
                 oldest: 0,
                 revision: 0,
@@ -270,6 +348,35 @@ impl WatchCache {
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(_, v)| v.clone())
+            .collect();
+        (objects, state.revision)
+    }
+
+    /// Objects under `prefix` that name `owner_uid` in their ownerReferences, in key order.
+    pub fn owned_by(&self, prefix: &str, owner_uid: &str) -> Vec<Arc<CachedObject>> {
+        let state = self.read();
+        let Some(keys) = state.by_owner.get(owner_uid) else {
+            return Vec::new();
+        };
+        keys.range(prefix.to_string()..)
+            .take_while(|k| k.starts_with(prefix))
+            .filter_map(|k| state.objects.get(k).cloned())
+            .collect()
+    }
+
+    /// Objects under `prefix` bound to `node` (spec.nodeName), and the revision they were read
+    /// at.
+    pub fn bound_to(&self, prefix: &str, node: &str) -> (Vec<Arc<CachedObject>>, Revision) {
+        let state = self.read();
+        let objects = state
+            .by_node
+            .get(node)
+            .into_iter()
+            .flat_map(|keys| {
+                keys.range(prefix.to_string()..)
+                    .take_while(|k| k.starts_with(prefix))
+            })
+            .filter_map(|k| state.objects.get(k).cloned())
             .collect();
         (objects, state.revision)
     }
@@ -377,6 +484,11 @@ impl WatchCache {
                 ));
             }
         }
+        state.by_owner.clear();
+        state.by_node.clear();
+        for (key, obj) in &fresh {
+            state.index(key, obj);
+        }
         state.objects = fresh;
         state.history.clear();
         state.oldest = revision;
@@ -406,6 +518,10 @@ impl WatchCache {
                     return;
                 };
                 let obj = Arc::new(CachedObject::new(obj, revision));
+                if let Some(old) = &previous {
+                    state.unindex(&key, old);
+                }
+                state.index(&key, &obj);
                 state.objects.insert(key.clone(), obj.clone());
                 let kind = if previous.is_some() {
                     ChangeKind::Modified
@@ -416,6 +532,9 @@ impl WatchCache {
             }
             EventKind::Delete => {
                 state.objects.remove(&key);
+                if let Some(old) = &previous {
+                    state.unindex(&key, old);
+                }
                 let Some(last) = previous.clone() else {
                     state.revision = revision;
                     return;
@@ -558,6 +677,67 @@ mod tests {
             .map(|w| w.initial.len())
             .unwrap_or(0);
         assert_eq!(now, 6);
+    }
+
+    fn pod(key: &str, rev: Revision, node: &str, owner: &str) -> Event {
+        let json = serde_json::json!({
+            "metadata": {"name": key, "ownerReferences": [{"kind": "ReplicaSet", "name": "rs", "uid": owner, "controller": true}]},
+            "spec": {"nodeName": node},
+        });
+        Event {
+            kind: EventKind::Put,
+            kv: KeyValue {
+                key: key.into(),
+                value: Bytes::from(json.to_string()),
+                create_revision: rev,
+                mod_revision: rev,
+                version: 1,
+            },
+            prev_kv: None,
+        }
+    }
+
+    #[test]
+    fn owner_and_node_indexes_follow_every_change() {
+        let cache = WatchCache::new(10);
+        cache.reset(vec![], 0);
+        cache.apply(pod("/registry/core/pods/ns/a", 1, "n1", "rs-1"));
+        cache.apply(pod("/registry/core/pods/ns/b", 2, "n1", "rs-1"));
+        cache.apply(pod("/registry/core/pods/ns/b", 3, "n2", "rs-2"));
+        let names = |objects: Vec<Arc<CachedObject>>| {
+            objects
+                .iter()
+                .map(|o| o.field("metadata.name").unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(cache.owned_by("/registry/core/pods/", "rs-1")),
+            ["/registry/core/pods/ns/a"]
+        );
+        assert_eq!(
+            names(cache.owned_by("/registry/core/pods/", "rs-2")),
+            ["/registry/core/pods/ns/b"]
+        );
+        assert_eq!(
+            names(cache.bound_to("/registry/core/pods/", "n1").0),
+            ["/registry/core/pods/ns/a"]
+        );
+        assert_eq!(cache.bound_to("/registry/core/pods/", "n2").1, 3);
+        cache.apply(Event {
+            kind: EventKind::Delete,
+            kv: KeyValue {
+                value: Bytes::new(),
+                ..kv("/registry/core/pods/ns/a", 4, "")
+            },
+            prev_kv: None,
+        });
+        assert!(cache.owned_by("/registry/core/pods/", "rs-1").is_empty());
+        assert!(cache.bound_to("/registry/core/pods/", "n1").0.is_empty());
+        assert_eq!(
+            cache.read().by_node.len(),
+            1,
+            "empty index entries are dropped"
+        );
     }
 
     #[test]

@@ -343,6 +343,17 @@ pub static RESOURCES: &[Resource] = &[
         ALL,
     ),
     res(
+        "apps",
+        "v1",
+        "ControllerRevision",
+        "controllerrevisions",
+        "controllerrevision",
+        &[],
+        true,
+        &[],
+        NONE,
+    ),
+    res(
         "batch",
         "v1",
         "Job",

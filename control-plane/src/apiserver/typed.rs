@@ -55,6 +55,7 @@ pub fn normalize(kind: &str, value: Value) -> Result<Normalized, DecodeError> {
         "DaemonSet" => typed::<apps::DaemonSet>(value, default_daemon_set),
         "StatefulSet" => typed::<apps::StatefulSet>(value, default_stateful_set),
         "Job" => typed::<batch::Job>(value, default_job),
+        "ControllerRevision" => typed::<apps::ControllerRevision>(value, |_| {}),
         "Lease" => typed::<coordination::Lease>(value, |_| {}),
         "RuntimeClass" => typed::<node::RuntimeClass>(value, |_| {}),
         "EndpointSlice" => typed::<discovery::EndpointSlice>(value, |_| {}),
