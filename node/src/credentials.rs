@@ -188,80 +188,118 @@ pub async fn join(
     node_name: &str,
     data_dir: &Path,
 ) -> Result<Credentials, JoinError> {
-    let token = JoinToken::parse(token).map_err(|e| JoinError::Token(e.to_string()))?;
-    let (ca_hash, credential) = (token.ca_hash.clone(), token.credential());
-    let server = server.trim_end_matches('/').to_string();
-    if !server.starts_with("https://") {
-        return Err(JoinError::Token(format!(
-            "the server must be an https:// URL, got {server:?}"
-        )));
-    }
-    let unreachable = |message: String| JoinError::Unreachable {
-        server: server.clone(),
-        message,
-    };
-    // Anything may answer here; the hash check below is what makes it trusted.
-    let ca_pem = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .timeout(std::time::Duration::from_secs(15))
-        .build()
-        .map_err(|e| unreachable(e.to_string()))?
-        .get(format!("{server}/cacerts"))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(|e| unreachable(e.to_string()))?
-        .text()
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    let actual =
-        pem_hash(&ca_pem).ok_or_else(|| unreachable("/cacerts held no certificate".into()))?;
-    if actual != ca_hash {
-        return Err(JoinError::CaMismatch {
-            server: server.clone(),
-            expected: ca_hash,
-            actual,
-        });
-    }
-    let key = rcgen::KeyPair::generate().map_err(|e| JoinError::Refused(e.to_string()))?;
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name.push(
-        rcgen::DnType::CommonName,
-        format!("system:node:{node_name}"),
-    );
-    let csr = params
-        .serialize_request(&key)
-        .and_then(|r| r.pem())
-        .map_err(|e| JoinError::Refused(e.to_string()))?;
-    // A throwaway config: the server's CA, no client certificate yet.
-    let anonymous = Credentials {
-        server: server.clone(),
-        node_name: node_name.to_string(),
-        ca_pem: ca_pem.clone(),
-        cert_pem: String::new(),
-        key_pem: String::new(),
-    };
-    let channel = crate::connection::channel(&anonymous)
-        .await
-        .map_err(unreachable)?;
-    let response = NodeGatewayClient::new(channel)
-        .join(JoinRequest {
-            token: credential,
-            node_name: node_name.to_string(),
-            csr_pem: csr,
-        })
-        .await
-        .map_err(|status| JoinError::Refused(status.message().to_string()))?
-        .into_inner();
-    let credentials = Credentials {
-        server,
-        node_name: node_name.to_string(),
-        ca_pem: response.ca_pem,
-        cert_pem: response.certificate_pem,
-        key_pem: key.serialize_pem(),
-    };
+    let cluster = Cluster::trust(server, token).await?;
+    let channel = cluster.join_channel().await?;
+    let credentials = cluster.join(&channel, node_name).await?;
     credentials.store(data_dir)?;
     Ok(credentials)
+}
+
+/// A cluster whose CA has been checked against a join token: what joining one node or many
+/// (the hollow-node simulator) starts from.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    server: String,
+    ca_pem: String,
+    credential: String,
+}
+
+impl Cluster {
+    /// Fetches the cluster CA from `server` and checks it against the hash in `token`.
+    pub async fn trust(server: &str, token: &str) -> Result<Cluster, JoinError> {
+        let token = JoinToken::parse(token).map_err(|e| JoinError::Token(e.to_string()))?;
+        let (ca_hash, credential) = (token.ca_hash.clone(), token.credential());
+        let server = server.trim_end_matches('/').to_string();
+        if !server.starts_with("https://") {
+            return Err(JoinError::Token(format!(
+                "the server must be an https:// URL, got {server:?}"
+            )));
+        }
+        let unreachable = |message: String| JoinError::Unreachable {
+            server: server.clone(),
+            message,
+        };
+        // Anything may answer here; the hash check below is what makes it trusted.
+        let ca_pem = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .timeout(std::time::Duration::from_secs(15))
+            .build()
+            .map_err(|e| unreachable(e.to_string()))?
+            .get(format!("{server}/cacerts"))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| unreachable(e.to_string()))?
+            .text()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let actual =
+            pem_hash(&ca_pem).ok_or_else(|| unreachable("/cacerts held no certificate".into()))?;
+        if actual != ca_hash {
+            return Err(JoinError::CaMismatch {
+                server: server.clone(),
+                expected: ca_hash,
+                actual,
+            });
+        }
+        Ok(Cluster {
+            server,
+            ca_pem,
+            credential,
+        })
+    }
+
+    /// A channel to the control plane trusting its CA, without a client certificate: all a
+    /// Join call needs. One channel carries any number of joins.
+    pub async fn join_channel(&self) -> Result<tonic::transport::Channel, JoinError> {
+        let anonymous = Credentials {
+            server: self.server.clone(),
+            node_name: String::new(),
+            ca_pem: self.ca_pem.clone(),
+            cert_pem: String::new(),
+            key_pem: String::new(),
+        };
+        crate::connection::channel(&anonymous)
+            .await
+            .map_err(|message| JoinError::Unreachable {
+                server: self.server.clone(),
+                message,
+            })
+    }
+
+    /// Makes a key and CSR for `node_name` and trades them with the token for a certificate.
+    pub async fn join(
+        &self,
+        channel: &tonic::transport::Channel,
+        node_name: &str,
+    ) -> Result<Credentials, JoinError> {
+        let key = rcgen::KeyPair::generate().map_err(|e| JoinError::Refused(e.to_string()))?;
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            format!("system:node:{node_name}"),
+        );
+        let csr = params
+            .serialize_request(&key)
+            .and_then(|r| r.pem())
+            .map_err(|e| JoinError::Refused(e.to_string()))?;
+        let response = NodeGatewayClient::new(channel.clone())
+            .join(JoinRequest {
+                token: self.credential.clone(),
+                node_name: node_name.to_string(),
+                csr_pem: csr,
+            })
+            .await
+            .map_err(|status| JoinError::Refused(status.message().to_string()))?
+            .into_inner();
+        Ok(Credentials {
+            server: self.server.clone(),
+            node_name: node_name.to_string(),
+            ca_pem: response.ca_pem,
+            cert_pem: response.certificate_pem,
+            key_pem: key.serialize_pem(),
+        })
+    }
 }
 
 fn pem_hash(pem: &str) -> Option<String> {

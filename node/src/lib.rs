@@ -5,6 +5,7 @@ pub mod agent;
 pub mod connection;
 pub mod credentials;
 pub mod durable;
+pub mod hollow;
 pub mod image_cache;
 pub mod oci;
 pub mod pod;

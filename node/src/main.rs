@@ -71,6 +71,37 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Simulate a fleet of hollow nodes through the real node protocol, for scale tests and
+    /// benchmarks. Control on stdin: `<silent|not-ready|resume> <node|all>`.
+    Simulate {
+        /// The control plane, https://HOST:6443.
+        #[arg(long, env = "BRAMBLE_SERVER")]
+        server: String,
+        /// A join token (every hollow node joins with it).
+        #[arg(long, env = "BRAMBLE_TOKEN")]
+        token: String,
+        /// How many nodes.
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+        /// Node names are `<prefix>-<index>`.
+        #[arg(long, default_value = "hollow")]
+        prefix: String,
+        /// The nodes' architecture (kubernetes.io/arch).
+        #[arg(long, default_value = "amd64")]
+        arch: String,
+        /// Runtimes the nodes offer, comma-separated (wasm, containerd).
+        #[arg(long, default_value = "wasm", value_delimiter = ',')]
+        runtimes: Vec<String>,
+        /// CPU capacity of each node.
+        #[arg(long, default_value = "4")]
+        cpu: String,
+        /// Memory capacity of each node.
+        #[arg(long, default_value = "8Gi")]
+        memory: String,
+        /// Most pods per node.
+        #[arg(long, default_value_t = 110)]
+        max_pods: u32,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -111,6 +142,30 @@ async fn run(command: Command) -> anyhow::Result<()> {
         });
     }
     let (credentials, common) = match command {
+        Command::Simulate {
+            server,
+            token,
+            count,
+            prefix,
+            arch,
+            runtimes,
+            cpu,
+            memory,
+            max_pods,
+        } => {
+            let options = bramble_node::hollow::FleetOptions {
+                server,
+                token,
+                count,
+                prefix,
+                arch,
+                runtimes,
+                cpu,
+                memory,
+                max_pods,
+            };
+            return Ok(bramble_node::hollow::run_fleet(options, shutdown).await?);
+        }
         Command::Join {
             server,
             token,

@@ -5,6 +5,7 @@
 //! caught up with the store, so a client always reads its own writes.
 
 pub mod auth;
+pub mod binding;
 pub mod delete;
 pub mod discovery;
 pub mod http;

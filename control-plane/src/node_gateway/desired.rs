@@ -11,20 +11,19 @@ use bramble_api::node_protocol::{
     control_message, pod_change, DesiredPod, PodChange, PodChanges, PodSnapshot,
 };
 use serde_json::Value;
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
+use super::pod_router::{PodRouter, PODS_PREFIX};
 use super::sessions::Session;
 use crate::apiserver::objects;
 use crate::apiserver::resources::lookup;
 use crate::apiserver::ApiServer;
 use crate::watch_cache::{CachedObject, Change, ChangeKind, WatchStart};
 
-const PODS_PREFIX: &str = "/registry/core/pods/";
-
 /// Sends `node` its desired pods until `stop` fires or its stream goes.
 pub async fn feed(
     api: Arc<ApiServer>,
+    router: Arc<PodRouter>,
     session: Arc<Session>,
     node: String,
     resume: u64,
@@ -33,23 +32,20 @@ pub async fn feed(
     // Store revisions are i64 and never negative; the wire carries them as u64.
     let mut resume = i64::try_from(resume).unwrap_or(0);
     loop {
-        let started = match start(&api, &node, resume) {
-            Some((message, watch)) => {
-                if !session.send(message).await {
-                    return;
-                }
-                watch
-            }
-            None => return,
-        };
-        let (mut live, mut revision) = started;
+        // Subscribed before the cache is read: a change in between arrives both ways and is
+        // skipped by revision.
+        let mut subscription = router.subscribe(&node);
+        let (message, mut revision) = start(&api, &node, resume);
+        if !session.send(message).await {
+            return;
+        }
         loop {
             let change = tokio::select! {
                 _ = stop.cancelled() => return,
-                change = live.recv() => change,
+                change = subscription.changes.recv() => change,
             };
             match change {
-                Ok(change) if change.revision > revision => {
+                Some(change) if change.revision > revision => {
                     revision = change.revision;
                     if let Some(message) = change_for(&api, &node, &change) {
                         if !session.send(message).await {
@@ -57,60 +53,53 @@ pub async fn feed(
                         }
                     }
                 }
-                Ok(_) => {}
-                // Fell behind the cache's broadcast: start over from a snapshot.
-                Err(RecvError::Lagged(_)) => {
-                    resume = 0;
+                Some(_) => {}
+                // Cut off (fell behind, or the router restarted): resume from where we are.
+                None => {
+                    resume = revision;
                     break;
                 }
-                Err(RecvError::Closed) => return,
             }
         }
     }
 }
 
-type Live = tokio::sync::broadcast::Receiver<Arc<Change>>;
-
 fn wire(revision: i64) -> u64 {
     u64::try_from(revision).unwrap_or(0)
 }
 
-/// The first message for a (re)connecting node and the watch that follows it.
-fn start(api: &ApiServer, node: &str, resume: i64) -> Option<(control_message::Kind, (Live, i64))> {
+/// The first message for a (re)connecting node and the revision it brings the node to: the
+/// changes since `resume` while the cache still holds them, else a snapshot.
+fn start(api: &ApiServer, node: &str, resume: i64) -> (control_message::Kind, i64) {
     let resumable = resume > 0 && resume <= api.cache.revision();
     if resumable {
         if let Ok(watch) = api.cache.watch(PODS_PREFIX, WatchStart::After(resume)) {
-            // Changes since `resume` go out one by one; the last one's revision is where the
-            // node ends up, or `resume` itself when nothing changed.
+            // Changes since `resume` go out one by one; the node ends up at the cache's
+            // revision, or `resume` itself when nothing changed.
             let mut changes: Vec<PodChange> = Vec::new();
             for change in &watch.initial {
                 if let Some(control_message::Kind::Change(c)) = change_for(api, node, change) {
                     changes.push(c);
                 }
             }
-            return Some((
+            return (
                 control_message::Kind::Resume(PodChanges {
                     revision: wire(watch.revision),
                     changes,
                 }),
-                (watch.live, watch.revision),
-            ));
+                watch.revision,
+            );
         }
     }
-    let watch = api.cache.watch(PODS_PREFIX, WatchStart::Now).ok()?;
-    let pods = watch
-        .initial
-        .iter()
-        .filter(|c| bound_to(&c.object, node))
-        .map(|c| desired_pod(api, &c.object))
-        .collect();
-    Some((
+    let (bound, revision) = api.cache.bound_to(PODS_PREFIX, node);
+    let pods = bound.iter().map(|o| desired_pod(api, o)).collect();
+    (
         control_message::Kind::Snapshot(PodSnapshot {
-            revision: wire(watch.revision),
+            revision: wire(revision),
             pods,
         }),
-        (watch.live, watch.revision),
-    ))
+        revision,
+    )
 }
 
 fn bound_to(object: &CachedObject, node: &str) -> bool {

@@ -8,6 +8,7 @@
 pub mod desired;
 pub mod join;
 pub mod node_status;
+pub mod pod_router;
 pub mod sessions;
 
 use std::pin::Pin;
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use self::node_status::{NodeLiveness, MANAGER};
+use self::pod_router::PodRouter;
 use self::sessions::{NodeSessions, Session, TunnelEvent};
 use crate::apiserver::auth::Identity;
 use crate::apiserver::delete::DeleteOptions;
@@ -63,6 +65,7 @@ pub struct NodeGateway {
     pki: Arc<Pki>,
     config: GatewayConfig,
     liveness: Arc<NodeLiveness>,
+    router: Arc<PodRouter>,
 }
 
 /// The caller's verified client certificate identity, put into each gRPC request's extensions
@@ -78,11 +81,18 @@ impl NodeGateway {
             pki,
             config,
             liveness: Arc::default(),
+            router: Arc::default(),
         }
     }
 
-    /// Watches for silent nodes until `shutdown`; only in-memory checks unless one goes silent.
+    /// Runs the gateway's background work until `shutdown`: routing pod changes to node feeds,
+    /// and watching for silent nodes (in-memory checks only, unless one goes silent).
     pub fn spawn_monitor(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let router = tokio::spawn(
+            self.router
+                .clone()
+                .run(self.api.cache.clone(), shutdown.clone()),
+        );
         let api = self.api.clone();
         let liveness = self.liveness.clone();
         let grace = self.config.grace;
@@ -91,10 +101,11 @@ impl NodeGateway {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = shutdown.cancelled() => break,
                     _ = tick.tick() => liveness.mark_silent(&api, grace).await,
                 }
             }
+            let _ = router.await;
         })
     }
 
@@ -167,6 +178,7 @@ impl NodeGatewayService for NodeGateway {
         let stop = self.api.shutdown.child_token();
         let feed = tokio::spawn(desired::feed(
             self.api.clone(),
+            self.router.clone(),
             session.clone(),
             node.clone(),
             register.resume_revision,

@@ -34,6 +34,9 @@ struct Liveness {
     written: Vec<(String, String, String)>,
 }
 
+/// Nodes carry `bramble.dev/runtime-<handler>: "true"` for each runtime they offer.
+pub const RUNTIME_LABEL_PREFIX: &str = "bramble.dev/runtime-";
+
 fn nodes_resource() -> Result<&'static Resource, ApiError> {
     lookup("", "v1", "nodes").ok_or_else(|| ApiError::internal("the nodes resource is missing"))
 }
@@ -42,7 +45,7 @@ impl NodeLiveness {
     /// Creates or refreshes the Node object of a node that just connected.
     pub async fn register(&self, api: &ApiServer, info: &NodeInfo) -> Result<(), ApiError> {
         let nodes = nodes_resource()?;
-        let labels = json!({
+        let mut labels = json!({
             "kubernetes.io/arch": info.arch,
             "kubernetes.io/os": info.os,
             "kubernetes.io/hostname": info.name,
@@ -50,6 +53,13 @@ impl NodeLiveness {
             "beta.kubernetes.io/os": info.os,
             "bramble.dev/board": info.board,
         });
+        // One label per runtime the node offers: what the scheduler and RuntimeClass
+        // nodeSelectors match on.
+        for runtime in &info.runtimes {
+            if bramble_api::validation::is_dns1123_label(runtime).is_empty() {
+                labels[format!("{RUNTIME_LABEL_PREFIX}{runtime}")] = json!("true");
+            }
+        }
         let exists = api
             .cache
             .get(&crate::apiserver::objects::key(nodes, None, &info.name))
