@@ -116,6 +116,17 @@ impl Backend for ApiBackend {
             .collect()
     }
 
+    fn on_node(&self, kind: TypeRef, node: &str) -> Vec<Value> {
+        let Some(resource) = resource(kind) else {
+            return Vec::new();
+        };
+        let (objects, _) = self
+            .api
+            .cache
+            .bound_to(&objects::prefix(resource, None), node);
+        objects.iter().map(|o| o.value()).collect()
+    }
+
     async fn create(
         &self,
         manager: &'static str,

@@ -197,6 +197,8 @@ pub trait Backend: Send + Sync {
     fn list(&self, kind: TypeRef, namespace: Option<&str>) -> Vec<Value>;
     /// Objects of `kind` in `namespace` whose ownerReferences name `owner_uid`.
     fn owned(&self, kind: TypeRef, namespace: Option<&str>, owner_uid: &str) -> Vec<Value>;
+    /// Objects of `kind` (pods) bound to `node` by spec.nodeName, from an index.
+    fn on_node(&self, kind: TypeRef, node: &str) -> Vec<Value>;
     /// Creates `object` (its namespace is `namespace`); returns it as stored.
     async fn create(
         &self,
@@ -291,6 +293,15 @@ impl Ctx {
             .collect()
     }
 
+    /// Objects of the kind (pods) bound to `node`, in every namespace.
+    pub fn on_node<T: Object>(&self, node: &str) -> Result<Vec<T>, ControllerError> {
+        self.backend
+            .on_node(TypeRef::of::<T>(), node)
+            .into_iter()
+            .map(|v| decode_value::<T>(v))
+            .collect()
+    }
+
     /// Creates `object` in `namespace`; returns it as stored (name, uid, resourceVersion set).
     pub async fn create<T: Object>(
         &self,
@@ -345,9 +356,23 @@ impl Ctx {
             .await
     }
 
-    /// Records an Event about `object`.
+    /// Records an Event about `object`, from this context's component.
     pub fn event<T: Object>(
         &self,
+        object: &T,
+        event_type: EventType,
+        reason: &str,
+        message: impl Into<String>,
+    ) {
+        self.event_from(self.manager, object, event_type, reason, message);
+    }
+
+    /// Records an Event about `object` from another component name than the field manager
+    /// (Kubernetes' node lifecycle controller writes as one name and reports as
+    /// "node-controller").
+    pub fn event_from<T: Object>(
+        &self,
+        source: &'static str,
         object: &T,
         event_type: EventType,
         reason: &str,
@@ -358,7 +383,7 @@ impl Ctx {
             event_type,
             reason: reason.to_string(),
             message: message.into(),
-            source: self.manager,
+            source,
         });
     }
 }

@@ -46,6 +46,8 @@ struct State {
     objects: BTreeMap<ObjectKey, Value>,
     writes: Vec<Write>,
     events: Vec<EventRecord>,
+    /// The options of each delete, in order (namespace/name, options).
+    delete_options: Vec<(String, Delete)>,
     revision: u64,
     names: u64,
     now: Option<DateTime<Utc>>,
@@ -144,6 +146,11 @@ impl FakeBackend {
         let mut state = self.state();
         state.writes.clear();
         state.events.clear();
+    }
+
+    /// The options each delete was made with, in order: (namespace/name, options).
+    pub fn delete_options(&self) -> Vec<(String, Delete)> {
+        self.state().delete_options.clone()
     }
 
     /// The Events recorded so far.
@@ -245,6 +252,13 @@ impl Backend for FakeBackend {
                     .and_then(Value::as_array)
                     .is_some_and(|refs| refs.iter().any(|r| r["uid"] == owner_uid))
             })
+            .collect()
+    }
+
+    fn on_node(&self, kind: TypeRef, node: &str) -> Vec<Value> {
+        self.list(kind, None)
+            .into_iter()
+            .filter(|v| v.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
             .collect()
     }
 
@@ -373,6 +387,7 @@ impl Backend for FakeBackend {
             Some(ns) => format!("{ns}/{name}"),
             None => name.to_string(),
         };
+        state.delete_options.push((full.clone(), options.clone()));
         state.writes.push(Write::Delete(kind.kind, full));
         Ok(())
     }

@@ -10,8 +10,12 @@ pub mod events;
 #[cfg(test)]
 pub mod fake;
 pub mod garbage_collector;
+pub mod pod_ranking;
 pub mod pods;
 pub mod reconciler;
+pub mod replica_pods;
+pub mod replicaset;
+pub mod replication_controller;
 pub mod runner;
 pub mod work_queue;
 
@@ -53,7 +57,37 @@ pub async fn run(api: Arc<ApiServer>, config: ControllerConfig, stop: Cancellati
     let mut tasks = JoinSet::new();
     tasks.spawn(events::run(api.clone(), event_rx, stop.clone()));
     tasks.spawn(garbage_collector::run(api.clone()));
-    let _ = (&shared, config.workers);
+    let workers = config.workers;
+    spawn(
+        &mut tasks,
+        replicaset::ReplicaSetController::new(),
+        &shared,
+        workers,
+        &stop,
+    );
+    spawn(
+        &mut tasks,
+        replicaset::ReplicationManager::new(),
+        &shared,
+        workers,
+        &stop,
+    );
     stop.cancelled().await;
     tasks.shutdown().await;
+}
+
+/// Starts one controller's runner.
+fn spawn<R: reconciler::Reconciler>(
+    tasks: &mut JoinSet<()>,
+    reconciler: R,
+    shared: &Shared,
+    workers: usize,
+    stop: &CancellationToken,
+) {
+    tasks.spawn(runner::run(
+        Arc::new(reconciler),
+        shared.clone(),
+        workers,
+        stop.clone(),
+    ));
 }
