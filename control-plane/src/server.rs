@@ -128,6 +128,7 @@ pub async fn run(
     );
     let api = Arc::new(ApiServer {
         store,
+        default_toleration_seconds: config.controllers.default_toleration_seconds,
         cache,
         tokens,
         openapi: openapi::build().context("cannot build the OpenAPI documents")?,

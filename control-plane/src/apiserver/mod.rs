@@ -51,6 +51,9 @@ use crate::watch_cache::WatchCache;
 pub struct ApiServer {
     /// The store writes go to.
     pub store: Arc<dyn Store>,
+    /// tolerationSeconds of the not-ready/unreachable tolerations added to new pods
+    /// (DefaultTolerationSeconds admission).
+    pub default_toleration_seconds: i64,
     /// The cache reads come from.
     pub cache: Arc<WatchCache>,
     /// Bearer tokens.

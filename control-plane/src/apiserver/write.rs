@@ -156,6 +156,12 @@ impl ApiServer {
         check_kind(resource, &mut object)?;
         check_namespace(resource, namespace, &mut object)?;
         prepare_create(resource, &mut object)?;
+        if resource.kind == "Pod" && resource.group.is_empty() {
+            crate::controllers::default_tolerations::add_default_tolerations(
+                &mut object,
+                self.default_toleration_seconds,
+            );
+        }
         let checked = check(resource, object, validation)?;
         let mut object = checked.object;
         let name = meta_str(&object, "name").unwrap_or_default().to_string();

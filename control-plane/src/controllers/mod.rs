@@ -6,10 +6,19 @@
 
 pub mod api_backend;
 pub mod context;
+pub mod default_tolerations;
+pub mod deployment;
+mod deployment_history;
+mod deployment_rollout;
+mod deployment_scale;
+mod deployment_status;
 pub mod events;
 #[cfg(test)]
 pub mod fake;
 pub mod garbage_collector;
+pub mod node_lifecycle;
+pub mod pod_disruption;
+pub mod pod_gc;
 pub mod pod_ranking;
 pub mod pods;
 pub mod reconciler;
@@ -17,6 +26,7 @@ pub mod replica_pods;
 pub mod replicaset;
 pub mod replication_controller;
 pub mod runner;
+pub mod taints;
 pub mod work_queue;
 
 use std::sync::Arc;
