@@ -9,6 +9,7 @@ pub mod node_gateway;
 pub mod patch;
 pub mod pki;
 pub mod registry;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod up;

@@ -1,6 +1,6 @@
-//! Binding pods to nodes in batches: the scheduler's one write per pod, made as one store
-//! transaction for a whole batch of decisions so the store commits (and fsyncs) once per batch
-//! rather than once per pod. What a binding changes is what pods/binding changes: spec.nodeName
+//! Binding pods to nodes in batches: the scheduler's one write per pod, submitted for a whole
+//! batch of decisions at once so the store commits (and fsyncs) once per batch rather than once
+//! per pod. What a binding changes is what pods/binding changes: spec.nodeName
 //! and the PodScheduled condition.
 
 use serde_json::{json, Value};
@@ -30,55 +30,46 @@ fn pods() -> Result<&'static Resource, ApiError> {
 }
 
 impl ApiServer {
-    /// Binds every pod of `batch`; returns one result per bind, in order. The batch is written
-    /// in one transaction against the revisions the cache holds; if any pod changed meanwhile,
-    /// each bind is retried on its own so one conflict does not fail the rest.
+    /// Binds every pod of `batch`; returns one result per bind, in order. Each bind is its own
+    /// compare-and-swap against the revision the cache holds (one store revision per pod, so
+    /// watchers see one change per pod); they are submitted together, so the store's writer
+    /// commits the whole batch with one fsync. A pod that changed since the cache saw it is
+    /// bound again from the store's current state.
     pub async fn bind_pods(&self, batch: &[Bind]) -> Vec<Result<(), ApiError>> {
         let resource = match pods() {
             Ok(r) => r,
             Err(e) => return batch.iter().map(|_| Err(e.clone())).collect(),
         };
         let now = objects::now_rfc3339();
-        let mut results: Vec<Result<(), ApiError>> = Vec::with_capacity(batch.len());
-        let mut txn = Txn::default();
-        let mut pending = Vec::new();
-        for (i, bind) in batch.iter().enumerate() {
-            let key = objects::key(resource, Some(&bind.namespace), &bind.name);
-            match self.cache.get(&key) {
-                Some(cached) => match bound(resource, &cached.value(), bind, &now) {
-                    Ok(value) => {
-                        txn.compare.push(Compare::ModRevision {
-                            key: key.clone(),
-                            equals: cached.revision,
-                        });
-                        txn.success.push(Op::Put { key, value });
-                        pending.push(i);
-                        results.push(Ok(()));
-                    }
-                    Err(e) => results.push(Err(e)),
-                },
-                None => results.push(Err(ApiError::not_found(resource, &bind.name))),
-            }
+        let binds = batch
+            .iter()
+            .map(|bind| self.bind_cached(resource, bind, &now));
+        futures::future::join_all(binds).await
+    }
+
+    async fn bind_cached(
+        &self,
+        resource: &'static Resource,
+        bind: &Bind,
+        now: &str,
+    ) -> Result<(), ApiError> {
+        let key = objects::key(resource, Some(&bind.namespace), &bind.name);
+        let Some(cached) = self.cache.get(&key) else {
+            return Err(ApiError::not_found(resource, &bind.name));
+        };
+        let value = bound(resource, &cached.value(), bind, now)?;
+        let txn = Txn {
+            compare: vec![Compare::ModRevision {
+                key: key.clone(),
+                equals: cached.revision,
+            }],
+            success: vec![Op::Put { key, value }],
+            failure: vec![],
+        };
+        if self.store.txn(txn).await.map_err(store_error)?.succeeded {
+            return Ok(());
         }
-        if txn.success.is_empty() {
-            return results;
-        }
-        match self.store.txn(txn).await {
-            Ok(resp) if resp.succeeded => return results,
-            Ok(_) => {}
-            Err(e) => {
-                let e = store_error(e);
-                for i in pending {
-                    results[i] = Err(e.clone());
-                }
-                return results;
-            }
-        }
-        // Something in the batch moved on: bind one by one from the store's current state.
-        for i in pending {
-            results[i] = self.bind_one(resource, &batch[i], &now).await;
-        }
-        results
+        self.bind_one(resource, bind, now).await
     }
 
     async fn bind_one(

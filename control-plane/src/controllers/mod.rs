@@ -6,16 +6,27 @@
 
 pub mod api_backend;
 pub mod context;
+mod controller_history;
+mod daemon_placement;
+mod daemon_pods;
+pub mod daemonset;
+mod daemonset_rollout;
+mod daemonset_status;
 pub mod default_tolerations;
 pub mod deployment;
 mod deployment_history;
 mod deployment_rollout;
 mod deployment_scale;
 mod deployment_status;
+pub mod endpoint_slice;
+pub mod endpoints;
 pub mod events;
 #[cfg(test)]
 pub mod fake;
 pub mod garbage_collector;
+pub mod job;
+mod job_pods;
+mod job_status;
 pub mod node_lifecycle;
 pub mod pod_disruption;
 pub mod pod_gc;
@@ -26,6 +37,10 @@ pub mod replica_pods;
 pub mod replicaset;
 pub mod replication_controller;
 pub mod runner;
+mod service_pods;
+mod stateful_pod;
+pub mod statefulset;
+mod statefulset_status;
 pub mod taints;
 pub mod work_queue;
 
@@ -67,37 +82,46 @@ pub async fn run(api: Arc<ApiServer>, config: ControllerConfig, stop: Cancellati
     let mut tasks = JoinSet::new();
     tasks.spawn(events::run(api.clone(), event_rx, stop.clone()));
     tasks.spawn(garbage_collector::run(api.clone()));
-    let workers = config.workers;
-    spawn(
-        &mut tasks,
-        replicaset::ReplicaSetController::new(),
-        &shared,
-        workers,
-        &stop,
-    );
-    spawn(
-        &mut tasks,
-        replicaset::ReplicationManager::new(),
-        &shared,
-        workers,
-        &stop,
-    );
-    stop.cancelled().await;
-    tasks.shutdown().await;
-}
-
-/// Starts one controller's runner.
-fn spawn<R: reconciler::Reconciler>(
-    tasks: &mut JoinSet<()>,
-    reconciler: R,
-    shared: &Shared,
-    workers: usize,
-    stop: &CancellationToken,
-) {
-    tasks.spawn(runner::run(
-        Arc::new(reconciler),
-        shared.clone(),
-        workers,
+    tasks.spawn(crate::scheduler::runner::run(
+        api.clone(),
+        events,
         stop.clone(),
     ));
+    let mut starter = Starter {
+        tasks,
+        shared,
+        stop: stop.clone(),
+    };
+    let workers = config.workers;
+    starter.start(replicaset::ReplicaSetController::new(), workers);
+    starter.start(replicaset::ReplicationManager::new(), workers);
+    starter.start(deployment::DeploymentController::new(), workers);
+    starter.start(daemonset::DaemonSetReconciler::new(), workers);
+    starter.start(statefulset::StatefulSetReconciler::new(), workers);
+    starter.start(job::JobController::new(), workers);
+    starter.start(endpoints::EndpointsController::new(), workers);
+    starter.start(endpoint_slice::EndpointSliceController::new(), workers);
+    starter.start(node_lifecycle::NodeLifecycleController::new(), workers);
+    // Per node and rare: one worker is plenty.
+    starter.start(pod_gc::PodGarbageCollector::new(), 1);
+    stop.cancelled().await;
+    starter.tasks.shutdown().await;
+}
+
+/// Starts controllers' runners, all owned by one JoinSet.
+struct Starter {
+    tasks: JoinSet<()>,
+    shared: Shared,
+    stop: CancellationToken,
+}
+
+impl Starter {
+    fn start<R: reconciler::Reconciler>(&mut self, reconciler: R, workers: usize) {
+        self.tasks.spawn(runner::run(
+            Arc::new(reconciler),
+            self.shared.clone(),
+            workers,
+            self.stop.clone(),
+        ));
+    }
 }

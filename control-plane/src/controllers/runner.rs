@@ -160,7 +160,9 @@ pub async fn run<R: Reconciler>(
             let task_key = key.clone();
             let handle = inflight.spawn(
                 async move {
+                    tracing::debug!("reconciling");
                     let result = reconciler.reconcile(&key, &ctx).await;
+                    tracing::debug!(?result, "reconciled");
                     let written = backend.written();
                     if written > 0 && !api.cache.wait_for(written, CACHE_CATCH_UP).await {
                         tracing::warn!(rv = written, "cache did not catch up with a write");

@@ -34,9 +34,6 @@ struct Liveness {
     written: Vec<(String, String, String)>,
 }
 
-/// Nodes carry `bramble.dev/runtime-<handler>: "true"` for each runtime they offer.
-pub const RUNTIME_LABEL_PREFIX: &str = "bramble.dev/runtime-";
-
 fn nodes_resource() -> Result<&'static Resource, ApiError> {
     lookup("", "v1", "nodes").ok_or_else(|| ApiError::internal("the nodes resource is missing"))
 }
@@ -57,7 +54,8 @@ impl NodeLiveness {
         // nodeSelectors match on.
         for runtime in &info.runtimes {
             if bramble_api::validation::is_dns1123_label(runtime).is_empty() {
-                labels[format!("{RUNTIME_LABEL_PREFIX}{runtime}")] = json!("true");
+                labels[format!("{}{runtime}", crate::scheduler::RUNTIME_LABEL_PREFIX)] =
+                    json!("true");
             }
         }
         let exists = api

@@ -41,9 +41,12 @@ pub struct PodRouter {
     feeds: Mutex<Feeds>,
 }
 
+/// One subscribed feed: its id and where its changes go.
+type Feed = (u64, mpsc::Sender<Arc<Change>>);
+
 #[derive(Default)]
 struct Feeds {
-    by_node: HashMap<String, Vec<(u64, mpsc::Sender<Arc<Change>>)>>,
+    by_node: HashMap<String, Vec<Feed>>,
     next_id: u64,
 }
 

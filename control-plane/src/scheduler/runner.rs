@@ -41,6 +41,11 @@ fn resource(plural: &str, group: &str) -> Option<&'static Resource> {
     lookup(group, "v1", plural)
 }
 
+/// A pod and the node it goes to (or, for a pod that fits nowhere, why).
+type Decision = (Arc<Pod>, String);
+/// A pod, its node, and how writing the binding went.
+type BindOutcome = (Arc<Pod>, String, Result<(), String>);
+
 /// What the scheduler holds between decisions.
 struct State {
     snapshot: Snapshot,
@@ -87,11 +92,18 @@ fn holds_resources(pod: &Pod) -> bool {
 
 impl State {
     fn needs(&self, pod: &Pod) -> Result<RuntimeNeeds, String> {
-        let handler = match pod.spec.as_ref().and_then(|s| s.runtime_class_name.as_deref()) {
+        let handler = match pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.runtime_class_name.as_deref())
+        {
             None => None,
-            Some(class) => Some(self.handlers.get(class).cloned().ok_or_else(|| {
-                format!("pod's RuntimeClass \"{class}\" does not exist")
-            })?),
+            Some(class) => Some(
+                self.handlers
+                    .get(class)
+                    .cloned()
+                    .ok_or_else(|| format!("pod's RuntimeClass \"{class}\" does not exist"))?,
+            ),
         };
         Ok(RuntimeNeeds {
             handler,
@@ -160,7 +172,10 @@ impl State {
         }
         if wants_scheduling(&pod) {
             // A spec change may change where it fits; a status-only change does not.
-            let changed_spec = previous.as_ref().is_none_or(|p| p.spec != pod.spec || p.metadata.labels != pod.metadata.labels);
+            let changed_spec = previous
+                .as_ref()
+                .is_none_or(|p| p.spec != pod.spec || p.metadata.labels != pod.metadata.labels);
+            tracing::trace!(pod = ?pod.metadata.name, changed_spec, "pending");
             self.pending.insert(uid.clone(), Arc::new(pod));
             if changed_spec {
                 self.queue.add(&uid);
@@ -188,7 +203,10 @@ pub async fn run(api: Arc<ApiServer>, events: EventRecorder, stop: CancellationT
         nodes: objects::prefix(nodes, None),
         runtime_classes: objects::prefix(classes, None),
     };
-    let mut live = match api.cache.watch(REGISTRY_PREFIX, WatchStart::After(api.cache.revision())) {
+    let mut live = match api
+        .cache
+        .watch(REGISTRY_PREFIX, WatchStart::After(api.cache.revision()))
+    {
         Ok(w) => w.live,
         Err(e) => {
             tracing::error!(error = %e, "scheduler cannot watch the cache");
@@ -204,7 +222,7 @@ pub async fn run(api: Arc<ApiServer>, events: EventRecorder, stop: CancellationT
         reported: HashMap::new(),
     };
     load(&api, &prefixes, &mut state);
-    let mut binds: JoinSet<Vec<(Arc<Pod>, String, Result<(), String>)>> = JoinSet::new();
+    let mut binds: JoinSet<Vec<BindOutcome>> = JoinSet::new();
     loop {
         // Take in every change already waiting, so decisions see the cluster as it is.
         loop {
@@ -306,10 +324,7 @@ pub async fn run(api: Arc<ApiServer>, events: EventRecorder, stop: CancellationT
 
 /// Decides up to [`BATCH`] pods; records why the ones that fit nowhere do not, and returns
 /// those whose PodScheduled condition must say so.
-fn decide_batch(
-    state: &mut State,
-    events: &EventRecorder,
-) -> (Vec<(Arc<Pod>, String)>, Vec<(Arc<Pod>, String)>) {
+fn decide_batch(state: &mut State, events: &EventRecorder) -> (Vec<Decision>, Vec<Decision>) {
     let mut batch = Vec::new();
     let mut failed = Vec::new();
     let now = Instant::now();
@@ -318,9 +333,13 @@ fn decide_batch(
         let Some(pod) = state.pending.get(&uid).cloned() else {
             continue;
         };
-        let decision = state
-            .needs(&pod)
-            .and_then(|needs| state.snapshot.schedule(&pod, &needs).map_err(|e| e.to_string()));
+        let decision = state.needs(&pod).and_then(|needs| {
+            state
+                .snapshot
+                .schedule(&pod, &needs)
+                .map_err(|e| e.to_string())
+        });
+        tracing::trace!(pod = ?pod.metadata.name, ?decision, "decided");
         match decision {
             Ok(node) => batch.push((pod, node)),
             Err(message) => {
@@ -344,11 +363,16 @@ fn decide_batch(
 
 /// Sets PodScheduled=False (reason Unschedulable) with the scheduler's message on each pod, as
 /// kube-scheduler does; off the decision loop, so it never waits for the store.
-async fn mark_unschedulable(api: Arc<ApiServer>, failed: Vec<(Arc<Pod>, String)>) {
-    let Some(pods) = resource("pods", "") else { return };
+async fn mark_unschedulable(api: Arc<ApiServer>, failed: Vec<Decision>) {
+    let Some(pods) = resource("pods", "") else {
+        return;
+    };
     let now = objects::now_rfc3339();
     for (pod, message) in failed {
-        let (Some(namespace), Some(name)) = (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref()) else {
+        let (Some(namespace), Some(name)) = (
+            pod.metadata.namespace.as_deref(),
+            pod.metadata.name.as_deref(),
+        ) else {
             continue;
         };
         let expected_uid = uid(&pod).to_string();
@@ -397,9 +421,10 @@ fn load(api: &ApiServer, prefixes: &Prefixes, state: &mut State) {
     let (classes, _) = api.cache.list(&prefixes.runtime_classes);
     for class in classes {
         if let Ok(class) = serde_json::from_slice::<RuntimeClass>(&class.json) {
-            state
-                .handlers
-                .insert(class.metadata.name.clone().unwrap_or_default(), class.handler);
+            state.handlers.insert(
+                class.metadata.name.clone().unwrap_or_default(),
+                class.handler,
+            );
         }
     }
     let (nodes, _) = api.cache.list(&prefixes.nodes);
