@@ -143,6 +143,9 @@ pub async fn run(
     api.ensure_system_namespaces()
         .await
         .map_err(|e| anyhow::anyhow!("cannot create the system namespaces: {e}"))?;
+    api.ensure_builtin_runtime_classes()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create the built-in RuntimeClass: {e}"))?;
     let cleaner = tokio::spawn(api.clone().run_namespace_cleaner());
     let controllers = tokio::spawn(crate::controllers::run(
         api.clone(),

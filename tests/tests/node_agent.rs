@@ -534,7 +534,7 @@ fn hostile_samples_are_contained_and_the_agent_carries_on() -> Result<()> {
 }
 
 #[test]
-fn bramble_up_runs_the_readme_hello_pod_on_its_local_node() -> Result<()> {
+fn bramble_up_runs_the_readme_samples_and_wasm_workloads_on_its_local_node() -> Result<()> {
     let c = Cluster::up()?;
     let nodes = c.wait_for(&["nodes"], "the local node", Duration::from_secs(30), |n| {
         n["items"].as_array().is_some_and(|items| !items.is_empty())
@@ -544,12 +544,8 @@ fn bramble_up_runs_the_readme_hello_pod_on_its_local_node() -> Result<()> {
         .context("a node without a name")?
         .to_string();
     let image = c.push_sample("hello")?;
-    // The README's manifest, with this cluster's registry address and the node it runs on.
-    let manifest = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/hello/pod.yaml"),
-    )?
-    .replace("localhost:6443/samples/hello:v1", &image)
-    .replace("spec:\n", &format!("spec:\n  nodeName: {node}\n"));
+    // The README's manifest with this cluster's registry address; the scheduler places it.
+    let manifest = sample_manifest("hello/pod.yaml", "hello", &image)?;
     c.kubectl_stdin(&["apply", "-f", "-"], &manifest)?;
     c.wait_for(
         &["pod", "hello"],
@@ -565,11 +561,7 @@ fn bramble_up_runs_the_readme_hello_pod_on_its_local_node() -> Result<()> {
 
     // The sensor sample as shipped: its config from a ConfigMap volume, readings to an emptyDir.
     let image = c.push_sample("sensor")?;
-    let manifest = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/sensor/pod.yaml"),
-    )?
-    .replace("localhost:6443/samples/sensor:v1", &image)
-    .replace("spec:\n", &format!("spec:\n  nodeName: {node}\n"));
+    let manifest = sample_manifest("sensor/pod.yaml", "sensor", &image)?;
     c.kubectl_stdin(&["apply", "-f", "-"], &manifest)?;
     let sensor = c.wait_for(
         &["pod", "sensor"],
@@ -582,7 +574,60 @@ fn bramble_up_runs_the_readme_hello_pod_on_its_local_node() -> Result<()> {
         "{sensor:#}\n{}",
         c.kubectl_ok(&["logs", "sensor"]).unwrap_or_default()
     );
+    ensure!(c.get_json(&["pod", "hello"])?["spec"]["nodeName"] == node.as_str());
+
+    // The README's workloads: a Deployment of tickers and a DaemonSet of http-echo.
+    let ticker = c.push_sample("ticker")?;
+    let echo = c.push_sample("http-echo")?;
+    let workloads = format!(
+        "{}---\n{}",
+        sample_manifest("ticker/deployment.yaml", "ticker", &ticker)?,
+        sample_manifest("http-echo/daemonset.yaml", "http-echo", &echo)?
+    );
+    c.kubectl_stdin(&["apply", "-f", "-"], &workloads)?;
+    c.kubectl_ok(&["rollout", "status", "deployment/ticker", "--timeout=90s"])?;
+    c.kubectl_ok(&["rollout", "status", "daemonset/http-echo", "--timeout=90s"])?;
+    let pods = c.get_json(&["pods", "-l", "app in (ticker,http-echo)"])?;
+    let pods = pods["items"].as_array().cloned().unwrap_or_default();
+    ensure!(pods.len() == 4, "three tickers and one http-echo: {pods:?}");
+    ensure!(
+        pods.iter()
+            .all(|p| phase(p) == "Running" && p["spec"]["nodeName"] == node.as_str()),
+        "{pods:?}"
+    );
+    let logs = c.kubectl_ok(&["logs", "deployment/ticker"])?;
+    ensure!(logs.contains("tick"), "{logs}");
+    c.kubectl_ok(&[
+        "delete",
+        "deployment",
+        "ticker",
+        "--cascade=foreground",
+        "--timeout=60s",
+    ])?;
+    c.kubectl_ok(&[
+        "delete",
+        "daemonset",
+        "http-echo",
+        "--cascade=foreground",
+        "--timeout=60s",
+    ])?;
+    let left = c.get_json(&["pods", "-l", "app in (ticker,http-echo)"])?;
+    ensure!(
+        left["items"].as_array().is_some_and(Vec::is_empty),
+        "{left}"
+    );
     Ok(())
+}
+
+/// A sample's manifest from `images/`, pointing at this cluster's registry instead of
+/// localhost:6443.
+fn sample_manifest(path: &str, sample: &str, image: &str) -> Result<String> {
+    Ok(std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../images")
+            .join(path),
+    )?
+    .replace(&format!("localhost:6443/samples/{sample}:v1"), image))
 }
 
 #[test]

@@ -423,3 +423,292 @@ fn pods_of_a_silent_node_are_replaced_elsewhere_after_their_toleration() -> Resu
     )?;
     Ok(())
 }
+
+#[test]
+fn daemonset_follows_nodes_joining_and_leaving() -> Result<()> {
+    let c = Cluster::start()?;
+    let _fleet = Fleet::start(&c, "hollow", 3, &[])?;
+    let ds = "apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers: [{name: agent, image: example/agent:1}]
+";
+    c.kubectl_stdin(&["apply", "-f", "-"], ds)?;
+    c.kubectl_ok(&["rollout", "status", "daemonset/agent", "--timeout=60s"])?;
+    let nodes_of = |pods: &[Value]| {
+        let mut nodes: Vec<String> = pods
+            .iter()
+            .map(|p| {
+                p["spec"]["nodeName"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        nodes.sort();
+        nodes
+    };
+    ensure!(nodes_of(&running_pods(&c, "app=agent")?) == ["hollow-0", "hollow-1", "hollow-2"]);
+
+    // Two boards join: each gets its pod.
+    let _more = Fleet::start(&c, "late", 2, &[])?;
+    wait_pods(
+        &c,
+        "app=agent",
+        "a daemon pod on each of five nodes",
+        |pods| {
+            pods.iter()
+                .filter(|p| p["status"]["phase"] == "Running")
+                .count()
+                == 5
+        },
+    )?;
+    ensure!(nodes_of(&running_pods(&c, "app=agent")?).len() == 5);
+
+    // A node that leaves the cluster takes its daemon pod with it.
+    c.kubectl_ok(&["delete", "node", "late-1"])?;
+    wait_pods(
+        &c,
+        "app=agent",
+        "the daemon pod of the removed node to go",
+        |pods| pods.len() == 4 && !nodes_of(pods).contains(&"late-1".to_string()),
+    )?;
+    let status = c.get_json(&["daemonset", "agent"])?["status"].clone();
+    ensure!(
+        status["desiredNumberScheduled"] == 4 && status["numberReady"] == 4,
+        "{status}"
+    );
+
+    // A rolling update replaces every pod, one node at a time.
+    c.kubectl_ok(&["set", "image", "daemonset/agent", "agent=example/agent:2"])?;
+    c.kubectl_ok(&["rollout", "status", "daemonset/agent", "--timeout=60s"])?;
+    let images: Vec<Value> = running_pods(&c, "app=agent")?
+        .iter()
+        .map(|p| p["spec"]["containers"][0]["image"].clone())
+        .collect();
+    ensure!(
+        images.len() == 4 && images.iter().all(|i| i == "example/agent:2"),
+        "{images:?}"
+    );
+    ensure!(c
+        .kubectl_ok(&["rollout", "history", "daemonset/agent"])?
+        .contains('2'));
+
+    c.kubectl_ok(&["delete", "daemonset", "agent"])?;
+    wait_pods(
+        &c,
+        "app=agent",
+        "daemon pods to go with their DaemonSet",
+        <[Value]>::is_empty,
+    )?;
+    Ok(())
+}
+
+#[test]
+fn statefulset_starts_in_order_with_stable_names() -> Result<()> {
+    let c = Cluster::start()?;
+    let _fleet = Fleet::start(&c, "hollow", 2, &[])?;
+    let watch = PodWatch::start(&c, "app=db")?;
+    let sts = "apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 3
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers: [{name: db, image: example/db:1}]
+";
+    c.kubectl_stdin(&["apply", "-f", "-"], sts)?;
+    c.kubectl_ok(&["rollout", "status", "statefulset/db", "--timeout=60s"])?;
+    let pods = running_pods(&c, "app=db")?;
+    let mut names: Vec<&str> = pods
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    ensure!(names == ["db-0", "db-1", "db-2"], "{names:?}");
+    // OrderedReady: a pod is created only once every lower ordinal is Ready, so the watch sees
+    // the count of pods rise one at a time, each new one after the previous became Ready.
+    let samples = watch.samples();
+    for pair in samples.windows(2) {
+        let ((before, ready_before), (after, _)) = (pair[0], pair[1]);
+        if after > before {
+            ensure!(
+                ready_before == before,
+                "a pod was created before its predecessor was Ready: {samples:?}"
+            );
+        }
+    }
+    for p in &pods {
+        ensure!(
+            p["spec"]["hostname"] == p["metadata"]["name"] && p["spec"]["subdomain"] == "db",
+            "{p}"
+        );
+    }
+    c.kubectl_ok(&["scale", "statefulset/db", "--replicas=1"])?;
+    wait_pods(
+        &c,
+        "app=db",
+        "scale down from the highest ordinal",
+        |pods| pods.len() == 1 && pods[0]["metadata"]["name"] == "db-0",
+    )?;
+    c.kubectl_ok(&["delete", "statefulset", "db"])?;
+    wait_pods(
+        &c,
+        "app=db",
+        "pods to go with their StatefulSet",
+        <[Value]>::is_empty,
+    )?;
+    Ok(())
+}
+
+fn job(name: &str, completions: u32, backoff_limit: u32, exit_codes: &str) -> String {
+    format!(
+        "apiVersion: batch/v1
+kind: Job
+metadata: {{name: {name}}}
+spec:
+  completions: {completions}
+  parallelism: 1
+  backoffLimit: {backoff_limit}
+  template:
+    metadata:
+      annotations: {{sim.bramble.dev/exit-codes: \"{exit_codes}\"}}
+    spec:
+      restartPolicy: Never
+      containers: [{{name: work, image: example/work:1}}]
+"
+    )
+}
+
+#[test]
+fn jobs_retry_failures_up_to_their_backoff_limit() -> Result<()> {
+    let c = Cluster::start()?;
+    let _fleet = Fleet::start(&c, "hollow", 2, &[])?;
+    // The first run fails, every later one succeeds: two completions need three pods.
+    c.kubectl_stdin(&["apply", "-f", "-"], &job("flaky", 2, 3, "1,0"))?;
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Complete",
+        "job/flaky",
+        "--timeout=90s",
+    ])?;
+    let status = c.get_json(&["job", "flaky"])?["status"].clone();
+    ensure!(
+        status["succeeded"] == 2 && status["failed"] == 1,
+        "{status}"
+    );
+    ensure!(status["completionTime"].is_string(), "{status}");
+
+    // Always failing: gives up after backoffLimit retries.
+    c.kubectl_stdin(&["apply", "-f", "-"], &job("doomed", 1, 1, "1"))?;
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Failed",
+        "job/doomed",
+        "--timeout=90s",
+    ])?;
+    let doomed = c.get_json(&["job", "doomed"])?;
+    let failed = doomed["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Failed"))
+        .cloned()
+        .unwrap_or_default();
+    ensure!(failed["reason"] == "BackoffLimitExceeded", "{doomed}");
+    ensure!(doomed["status"]["failed"] == 2, "{doomed}");
+
+    c.kubectl_ok(&["delete", "job", "flaky", "doomed"])?;
+    c.wait_for(&["pods"], "job pods to go with their jobs", WAIT, |l| {
+        items(l).is_empty()
+    })?;
+    Ok(())
+}
+
+#[test]
+fn services_get_endpoints_and_slices_of_ready_pods() -> Result<()> {
+    let c = Cluster::start()?;
+    let mut fleet = Fleet::start(&c, "hollow", 2, &[])?;
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &deployment("api", 2, "example/api:1", ""),
+    )?;
+    c.kubectl_ok(&[
+        "expose",
+        "deployment",
+        "api",
+        "--port=80",
+        "--target-port=8080",
+    ])?;
+    c.kubectl_ok(&["rollout", "status", "deployment/api", "--timeout=60s"])?;
+    let ips = |pods: &[Value]| {
+        let mut ips: Vec<String> = pods
+            .iter()
+            .filter_map(|p| p["status"]["podIP"].as_str().map(str::to_string))
+            .collect();
+        ips.sort();
+        ips
+    };
+    let expected = ips(&running_pods(&c, "app=api")?);
+    let endpoints = c.wait_for(&["endpoints", "api"], "endpoints of both pods", WAIT, |e| {
+        let mut got: Vec<String> = e["subsets"][0]["addresses"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|a| a["ip"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        got.sort();
+        got == expected
+    })?;
+    ensure!(
+        endpoints["subsets"][0]["ports"][0]["port"] == 8080,
+        "{endpoints}"
+    );
+    let slices = c.get_json(&["endpointslices", "-l", "kubernetes.io/service-name=api"])?;
+    ensure!(
+        items(&slices).len() == 1
+            && items(&slices)[0]["endpoints"].as_array().map(Vec::len) == Some(2),
+        "{slices}"
+    );
+    // A deleted pod leaves the endpoints and its replacement joins them.
+    let victim = running_pods(&c, "app=api")?[0]["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    c.kubectl_ok(&["delete", "pod", &victim])?;
+    c.wait_for(
+        &["endpoints", "api"],
+        "the replacement pod in the endpoints",
+        WAIT,
+        |e| {
+            let addresses = e["subsets"][0]["addresses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            addresses.len() == 2
+                && addresses
+                    .iter()
+                    .all(|a| a["targetRef"]["name"] != victim.as_str())
+        },
+    )?;
+    fleet.command("resume all")?;
+    c.kubectl_ok(&["delete", "service", "api"])?;
+    c.wait_for(
+        &["endpoints"],
+        "the endpoints to go with the service",
+        WAIT,
+        |l| items(l).iter().all(|e| e["metadata"]["name"] != "api"),
+    )?;
+    Ok(())
+}

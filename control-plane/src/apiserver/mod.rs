@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod binding;
+pub mod builtin;
 pub mod delete;
 pub mod discovery;
 pub mod http;

@@ -52,13 +52,14 @@ pub struct HollowNode {
     index: usize,
     mode: watch::Sender<Mode>,
     state: Mutex<PodState>,
+    /// Shared by the fleet, so "fail twice, then succeed" counts a Job's pods on every node.
+    exit_codes: Arc<std::sync::Mutex<ExitCodes>>,
 }
 
 #[derive(Default)]
 struct PodState {
     pods: HashMap<String, SimPod>,
     revision: u64,
-    exit_codes: ExitCodes,
     ips: u32,
     /// Run-to-completion pods finishing, earliest first.
     finishing: BinaryHeap<Reverse<(Instant, String)>>,
@@ -66,14 +67,20 @@ struct PodState {
 
 impl HollowNode {
     /// A hollow node with the identity in `credentials`, reporting `info`; `index` makes its
-    /// pod IPs unique in the fleet.
-    pub fn new(credentials: Credentials, info: NodeInfo, index: usize) -> HollowNode {
+    /// pod IPs unique in the fleet; `exit_codes` is the fleet's script of run outcomes.
+    pub fn new(
+        credentials: Credentials,
+        info: NodeInfo,
+        index: usize,
+        exit_codes: Arc<std::sync::Mutex<ExitCodes>>,
+    ) -> HollowNode {
         HollowNode {
             credentials,
             info,
             index,
             mode: watch::channel(Mode::Up).0,
             state: Mutex::new(PodState::default()),
+            exit_codes,
         }
     }
 
@@ -346,15 +353,16 @@ impl HollowNode {
                     break;
                 };
                 let PodState {
-                    pods,
-                    exit_codes,
-                    finishing,
-                    ..
+                    pods, finishing, ..
                 } = &mut *state;
                 let Some(sim) = pods.get_mut(&uid) else {
                     continue;
                 };
-                let code = exit_codes.next(&sim.pod);
+                let code = self
+                    .exit_codes
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .next(&sim.pod);
                 let on_failure = sim
                     .pod
                     .spec

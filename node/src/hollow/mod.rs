@@ -104,6 +104,7 @@ pub async fn run_fleet(
     let mut nodes: HashMap<String, Arc<HollowNode>> = HashMap::new();
     let (connected_tx, mut connected_rx) = mpsc::unbounded_channel();
     let mut tasks = tokio::task::JoinSet::new();
+    let exit_codes = Arc::new(std::sync::Mutex::new(pod_behaviour::ExitCodes::default()));
     for result in joined {
         let (index, credentials) = result?;
         let name = names[index].clone();
@@ -111,6 +112,7 @@ pub async fn run_fleet(
             credentials,
             node_info(&options, &name, index),
             index,
+            exit_codes.clone(),
         ));
         tasks.spawn(node.clone().run(connected_tx.clone(), shutdown.clone()));
         nodes.insert(name, node);
