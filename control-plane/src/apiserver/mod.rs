@@ -52,6 +52,8 @@ use crate::watch_cache::WatchCache;
 pub struct ApiServer {
     /// The store writes go to.
     pub store: Arc<dyn Store>,
+    /// Where Events are recorded (controllers, the scheduler, and nodes through the gateway).
+    pub events: crate::controllers::events::EventRecorder,
     /// tolerationSeconds of the not-ready/unreachable tolerations added to new pods
     /// (DefaultTolerationSeconds admission).
     pub default_toleration_seconds: i64,

@@ -11,7 +11,6 @@ use k8s_openapi::chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::context::{Backend, ControllerError, Delete, EventRecord, Propagation, TypeRef};
-use super::events::EventRecorder;
 use crate::apiserver::delete::DeleteOptions;
 use crate::apiserver::objects;
 use crate::apiserver::resources::{by_kind, Resource};
@@ -21,17 +20,15 @@ use crate::apiserver::ApiServer;
 /// The API server as a reconcile sees it.
 pub struct ApiBackend {
     api: Arc<ApiServer>,
-    events: EventRecorder,
     /// The store revision after this backend's last write (0 = wrote nothing).
     written: AtomicI64,
 }
 
 impl ApiBackend {
-    /// A backend over `api`, recording Events through `events`.
-    pub fn new(api: Arc<ApiServer>, events: EventRecorder) -> ApiBackend {
+    /// A backend over `api`, recording Events through its recorder.
+    pub fn new(api: Arc<ApiServer>) -> ApiBackend {
         ApiBackend {
             api,
-            events,
             written: AtomicI64::new(0),
         }
     }
@@ -211,7 +208,7 @@ impl Backend for ApiBackend {
     }
 
     fn record(&self, event: EventRecord) {
-        self.events.record(event);
+        self.api.events.record(event);
     }
 
     fn now(&self) -> DateTime<Utc> {

@@ -153,6 +153,8 @@ pub struct EventRecord {
     pub message: String,
     /// The component reporting it (deployment-controller, default-scheduler, ...).
     pub source: &'static str,
+    /// The node it was reported from (kubelet's events), as source.host.
+    pub host: Option<String>,
 }
 
 /// The object an Event is about.
@@ -170,6 +172,8 @@ pub struct InvolvedObject {
     pub uid: String,
     /// resourceVersion of the object when the event happened.
     pub resource_version: String,
+    /// The part of the object it concerns, e.g. `spec.containers{app}` (kubelet's events).
+    pub field_path: Option<String>,
 }
 
 impl InvolvedObject {
@@ -183,6 +187,7 @@ impl InvolvedObject {
             name: meta.name.clone().unwrap_or_default(),
             uid: meta.uid.clone().unwrap_or_default(),
             resource_version: meta.resource_version.clone().unwrap_or_default(),
+            field_path: None,
         }
     }
 }
@@ -384,6 +389,7 @@ impl Ctx {
             reason: reason.to_string(),
             message: message.into(),
             source,
+            host: None,
         });
     }
 }

@@ -65,6 +65,7 @@ impl EventRecorder {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Correlation {
     uid: String,
+    field_path: Option<String>,
     event_type: &'static str,
     reason: String,
     message: String,
@@ -75,6 +76,7 @@ impl Correlation {
     fn of(e: &EventRecord) -> Correlation {
         Correlation {
             uid: e.involved.uid.clone(),
+            field_path: e.involved.field_path.clone(),
             event_type: e.event_type.as_str(),
             reason: e.reason.clone(),
             message: e.message.clone(),
@@ -197,6 +199,13 @@ async fn write(
     if let Some(ns) = &event.involved.namespace {
         involved["namespace"] = json!(ns);
     }
+    if let Some(path) = &event.involved.field_path {
+        involved["fieldPath"] = json!(path);
+    }
+    let mut source = json!({ "component": event.source });
+    if let Some(host) = &event.host {
+        source["host"] = json!(host);
+    }
     let object = json!({
         "apiVersion": "v1",
         "kind": "Event",
@@ -204,13 +213,13 @@ async fn write(
         "involvedObject": involved,
         "reason": event.reason,
         "message": event.message,
-        "source": { "component": event.source },
+        "source": source,
         "firstTimestamp": now,
         "lastTimestamp": now,
         "count": count,
         "type": event.event_type.as_str(),
         "reportingComponent": event.source,
-        "reportingInstance": "",
+        "reportingInstance": event.host.as_deref().unwrap_or_default(),
     });
     match api
         .internal_create(resource, Some(&namespace), object, event.source)

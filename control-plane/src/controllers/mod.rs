@@ -61,6 +61,9 @@ pub struct ControllerConfig {
     /// tolerationSeconds of the not-ready/unreachable tolerations added to pods that set none
     /// (DefaultTolerationSeconds): how long pods stay on a node that went away.
     pub default_toleration_seconds: i64,
+    /// Run the controllers only while holding the controller Lease (several control planes
+    /// on one shared store).
+    pub leader_elect: bool,
 }
 
 impl Default for ControllerConfig {
@@ -68,25 +71,17 @@ impl Default for ControllerConfig {
         ControllerConfig {
             workers: 4,
             default_toleration_seconds: 300,
+            leader_elect: false,
         }
     }
 }
 
-/// Runs every controller, the scheduler and the Event writer until `stop`.
+/// Runs every controller and the scheduler until `stop`.
 pub async fn run(api: Arc<ApiServer>, config: ControllerConfig, stop: CancellationToken) {
-    let (events, event_rx) = events::EventRecorder::new();
-    let shared = Shared {
-        api: api.clone(),
-        events: events.clone(),
-    };
+    let shared = Shared { api: api.clone() };
     let mut tasks = JoinSet::new();
-    tasks.spawn(events::run(api.clone(), event_rx, stop.clone()));
     tasks.spawn(garbage_collector::run(api.clone()));
-    tasks.spawn(crate::scheduler::runner::run(
-        api.clone(),
-        events,
-        stop.clone(),
-    ));
+    tasks.spawn(crate::scheduler::runner::run(api.clone(), stop.clone()));
     let mut starter = Starter {
         tasks,
         shared,

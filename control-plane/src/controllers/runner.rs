@@ -15,7 +15,6 @@ use tracing::Instrument as _;
 
 use super::api_backend::ApiBackend;
 use super::context::{Backend, Ctx, TypeRef};
-use super::events::EventRecorder;
 use super::reconciler::{Action, ControllerRef, Key, Reconciler, WatchedChange};
 use super::work_queue::WorkQueue;
 use crate::apiserver::objects;
@@ -29,15 +28,13 @@ const CACHE_CATCH_UP: Duration = Duration::from_secs(5);
 /// What every controller shares.
 #[derive(Clone)]
 pub struct Shared {
-    /// The API server.
+    /// The API server (its Event recorder included).
     pub api: Arc<ApiServer>,
-    /// The Event writer.
-    pub events: EventRecorder,
 }
 
 impl Shared {
     fn ctx(&self, manager: &'static str) -> (Ctx, Arc<ApiBackend>) {
-        let backend = Arc::new(ApiBackend::new(self.api.clone(), self.events.clone()));
+        let backend = Arc::new(ApiBackend::new(self.api.clone()));
         (
             Ctx::new(backend.clone() as Arc<dyn Backend>, manager),
             backend,

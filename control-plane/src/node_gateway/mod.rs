@@ -18,7 +18,7 @@ use std::time::Duration;
 use bramble_api::node_protocol::node_gateway_server::NodeGateway as NodeGatewayService;
 use bramble_api::node_protocol::{
     control_message, node_message, Channel, ControlMessage, JoinRequest, JoinResponse, NodeMessage,
-    PodStatusReport, Registered,
+    PodEvent, PodStatusReport, Registered,
 };
 use futures::Stream;
 use serde_json::Value;
@@ -33,6 +33,7 @@ use crate::apiserver::delete::DeleteOptions;
 use crate::apiserver::objects;
 use crate::apiserver::resources::lookup;
 use crate::apiserver::ApiServer;
+use crate::controllers::context::{EventRecord, EventType, InvolvedObject};
 use crate::pki::Pki;
 
 /// Timings of the gateway.
@@ -254,6 +255,7 @@ impl Receiver {
                         tracing::warn!(node = %self.node, error = %e, "cannot write pod status");
                     }
                 }
+                node_message::Kind::PodEvent(event) => self.pod_event(event),
                 node_message::Kind::Data(data) => {
                     let channel = Channel::try_from(data.channel).unwrap_or(Channel::Unspecified);
                     self.session
@@ -279,6 +281,43 @@ impl Receiver {
 
     /// Writes a pod's status, refusing pods not bound to this node; removes the pod once the
     /// node says it stopped after a graceful delete.
+    /// Records a kubelet-style Event a node reports about one of its pods; events about pods
+    /// not bound to it are dropped, as its status reports would be refused.
+    fn pod_event(&self, event: PodEvent) {
+        let Some(pods) = lookup("", "v1", "pods") else {
+            return;
+        };
+        let key = objects::key(pods, Some(&event.namespace), &event.pod_name);
+        let Some(cached) = self.api.cache.get(&key) else {
+            return;
+        };
+        if cached.field("spec.nodeName") != Some(self.node.as_str()) {
+            tracing::debug!(node = %self.node, pod = %event.pod_name, "event about a pod bound elsewhere dropped");
+            return;
+        }
+        let event_type = if event.r#type == "Warning" {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        self.api.events.record(EventRecord {
+            involved: InvolvedObject {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                namespace: Some(event.namespace),
+                name: event.pod_name,
+                uid: event.pod_uid,
+                resource_version: cached.revision.to_string(),
+                field_path: Some(event.field_path).filter(|p| !p.is_empty()),
+            },
+            event_type,
+            reason: event.reason,
+            message: event.message,
+            source: "kubelet",
+            host: Some(self.node.clone()),
+        });
+    }
+
     async fn pod_status(
         &self,
         report: PodStatusReport,

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bramble_api::node_protocol::{
     node_message, pod_change, DesiredPod, NodeAddress, NodeCondition, NodeInfo, NodeMessage,
-    PodChange, PodChanges, PodSnapshot, PodStatusReport,
+    PodChange, PodChanges, PodEvent, PodSnapshot, PodStatusReport,
 };
 use bramble_wasm_shim::cache::ModuleCache;
 use bramble_wasm_shim::engine::{EngineConfig, WasmEngine};
@@ -28,9 +28,37 @@ use self::streams::Streams;
 use self::sync::{Event, PodRuntime};
 use crate::image_cache::ImageCache;
 use crate::oci::client::RegistryClient;
+use crate::pod::events::PodRef;
 
 /// Version reported in Node.status.nodeInfo.kubeletVersion.
 pub const AGENT_VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"), "-bramble");
+
+/// Free places of the uplink's queue an event never takes: they stay for statuses, heartbeats
+/// and stream data, which must get through.
+const EVENT_HEADROOM: usize = 64;
+
+/// Queues a pod event on `uplink` unless that would leave less than [`EVENT_HEADROOM`] free;
+/// false when it was dropped. Events are best effort (the kubelet drops them too when its
+/// broadcaster falls behind): the caller never waits and never retries.
+pub(crate) fn offer_event(uplink: &mpsc::Sender<NodeMessage>, event: PodEvent) -> bool {
+    let dropped = |event: &PodEvent| {
+        tracing::debug!(uid = %event.pod_uid, reason = %event.reason, "pod event dropped: the uplink is full");
+        false
+    };
+    if uplink.capacity() <= EVENT_HEADROOM {
+        return dropped(&event);
+    }
+    let message = NodeMessage {
+        kind: Some(node_message::Kind::PodEvent(event)),
+    };
+    match uplink.try_send(message) {
+        Ok(()) => true,
+        Err(e) => match e.into_inner().kind {
+            Some(node_message::Kind::PodEvent(event)) => dropped(&event),
+            _ => false,
+        },
+    }
+}
 
 /// How the agent is set up.
 #[derive(Debug, Clone)]
@@ -108,6 +136,15 @@ impl Desired {
 
     pub fn deleting(&self) -> bool {
         self.pod.metadata.deletion_timestamp.is_some()
+    }
+
+    /// The pod, as events name it.
+    pub fn pod_ref(&self) -> PodRef {
+        PodRef {
+            namespace: self.namespace().to_string(),
+            name: self.name().to_string(),
+            uid: self.stored.uid.clone(),
+        }
     }
 }
 
@@ -322,6 +359,15 @@ impl Agent {
                 })
                 .is_ok(),
             None => false,
+        }
+    }
+
+    /// Sends a kubelet-style event about a pod if connected and the uplink has room; otherwise
+    /// it is dropped (unlike statuses, events are not recomputed later).
+    pub(crate) fn send_event(&self, event: PodEvent) {
+        let uplink = lock(&self.uplink).clone();
+        if let Some(tx) = uplink {
+            offer_event(&tx, event);
         }
     }
 

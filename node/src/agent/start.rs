@@ -2,9 +2,11 @@
 //! program (compiled once, cached by digest), build the sandbox from the pod spec, attach the
 //! log files, and run it: a command until it exits, a wasi:http component as a server on its
 //! container port until it is stopped. Everything it learns goes back to the sync loop as
-//! events.
+//! events; what the kubelet would record along the way (Pulling, Pulled, Created, Started,
+//! Failed) goes up to the control plane as pod events.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bramble_wasm_shim::http::HttpOptions;
 use bramble_wasm_shim::instance::Program;
@@ -16,6 +18,7 @@ use super::sync::{Event, Stopper};
 use super::{Agent, Desired};
 use crate::oci::manifest::ImageKind;
 use crate::oci::reference::Reference;
+use crate::pod::events::{self, Happening};
 use crate::pod::{container_sandbox, terminated_from_exit, ContainerState, PodVolumes};
 
 /// Port a wasi:http component listens on when its container declares none.
@@ -38,14 +41,19 @@ pub(crate) async fn run_container(
     let event = |e: Event| {
         let _ = agent.events.send(e);
     };
-    let failed = |(reason, message): StartError| Event::StartFailed {
-        uid: uid.clone(),
-        container: name.clone(),
-        attempt,
-        reason: reason.to_string(),
-        message,
+    let (pod, field_path) = (desired.pod_ref(), events::field_path(&desired.pod, &name));
+    let record = |happening: Happening| agent.send_event(happening.to_pod(&pod, &field_path));
+    let failed = |(reason, message): StartError| {
+        record(events::start_failed(reason, &message));
+        Event::StartFailed {
+            uid: uid.clone(),
+            container: name.clone(),
+            attempt,
+            reason: reason.to_string(),
+            message,
+        }
     };
-    let (program, image_id) = match agent.load_program(&container).await {
+    let (program, image_id) = match agent.load_program(&container, &record).await {
         Ok(loaded) => loaded,
         Err(e) => return event(failed(e)),
     };
@@ -63,12 +71,16 @@ pub(crate) async fn run_container(
         }
         Err(e) => return event(failed(("RunContainerError", e))),
     }
-    let started = |program: &Program, image_id: &str| Event::Started {
-        uid: uid.clone(),
-        container: name.clone(),
-        attempt,
-        program: program.clone(),
-        image_id: image_id.to_string(),
+    record(events::created(&name));
+    let started = |program: &Program, image_id: &str| {
+        record(events::started(&name));
+        Event::Started {
+            uid: uid.clone(),
+            container: name.clone(),
+            attempt,
+            program: program.clone(),
+            image_id: image_id.to_string(),
+        }
     };
     let started_at = OffsetDateTime::now_utc();
     let exited = |state: ContainerState| Event::Exited {
@@ -143,18 +155,22 @@ pub(crate) fn http_port(container: &Container) -> u16 {
 }
 
 impl Agent {
-    /// The container's program and image id, pulling the image when the policy asks for it.
+    /// The container's program and image id, pulling the image when the policy asks for it;
+    /// `record` is told what the kubelet's image manager would record.
     pub(crate) async fn load_program(
         &self,
         container: &Container,
+        record: &(dyn Fn(Happening) + Sync),
     ) -> Result<(Program, String), StartError> {
         let image = container
             .image
             .as_deref()
             .filter(|i| !i.is_empty())
             .ok_or(("InvalidImageName", "the container has no image".to_string()))?;
-        let reference =
-            Reference::parse(image).map_err(|e| ("InvalidImageName", format!("{image}: {e}")))?;
+        let reference = Reference::parse(image).map_err(|e| {
+            record(events::invalid_image(image, &e.to_string()));
+            ("InvalidImageName", format!("{image}: {e}"))
+        })?;
         let always = match container.image_pull_policy.as_deref() {
             Some("Always") => true,
             Some(_) => false,
@@ -163,24 +179,42 @@ impl Agent {
         let cached = if always {
             None
         } else {
-            self.images
-                .lookup(&reference)
-                .await
-                .map_err(|e| ("ErrImagePull", e.to_string()))?
+            self.images.lookup(&reference).await.map_err(|e| {
+                record(events::inspect_failed(image, &e.to_string()));
+                ("ErrImagePull", e.to_string())
+            })?
         };
         let pulled = match cached {
-            Some(image) => image,
+            Some(cached) => {
+                record(events::already_present(image));
+                cached
+            }
             None if container.image_pull_policy.as_deref() == Some("Never") => {
+                record(events::never_pull(image));
                 return Err((
                     "ErrImageNeverPull",
                     format!("container image {image:?} is not present with pull policy of Never"),
-                ))
+                ));
             }
-            None => self
-                .images
-                .pull(&self.registry, &reference)
-                .await
-                .map_err(|e| ("ErrImagePull", e.to_string()))?,
+            None => {
+                record(events::pulling(image));
+                let began = Instant::now();
+                let pulled = self
+                    .images
+                    .pull(&self.registry, &reference)
+                    .await
+                    .map_err(|e| {
+                        record(events::pull_failed(image, &e.to_string()));
+                        ("ErrImagePull", e.to_string())
+                    })?;
+                // The cache serialises pulls; its wait is not told apart from the pull itself,
+                // so both figures are the whole time.
+                let took = began.elapsed();
+                let size = pulled.manifest.config.size
+                    + pulled.manifest.layers.iter().map(|l| l.size).sum::<u64>();
+                record(events::pulled(image, took, took, size));
+                pulled
+            }
         };
         if pulled.kind != ImageKind::Wasm {
             return Err((

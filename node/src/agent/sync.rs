@@ -1,6 +1,8 @@
 //! The sync loop: level-triggered. Each pass compares every desired pod with what runs and
 //! does the next step (start, restart after back-off, probe, stop), then reports statuses that
-//! changed. Container tasks and probes only send events back; all decisions are made here.
+//! changed. Container tasks and probes only send events back; all decisions are made here,
+//! and so are the kubelet's pod events about them (Killing, BackOff, Unhealthy,
+//! DeadlineExceeded), each sent once per occurrence however many passes see it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{lock, Agent, Desired};
+use crate::pod::events::{self, Announced, PodRef};
 use crate::pod::{
     crash_loop_state, pod_status, prepare_volumes, should_restart, should_restart_init,
     BackOffDecision, ContainerProbes, ContainerRecord, ContainerState, CrashLoopBackOff, PodEnv,
@@ -125,12 +128,19 @@ pub(crate) struct Slot {
     pub ever_started: bool,
     pub phase: Phase,
     pub program: Option<Program>,
+    /// `spec.containers{name}` or `spec.initContainers{name}`, for events.
+    pub field_path: String,
+    /// The running instance was told to stop and its Killing event sent.
+    killing: bool,
+    /// The back-off period last announced with a BackOff event (keyed by its end).
+    backoff_announced: Announced<Instant>,
 }
 
 impl Slot {
     fn new(
         spec: &Container,
         previous: Option<&k8s_openapi::api::core::v1::ContainerStatus>,
+        field_path: String,
     ) -> Slot {
         let restart_count = previous.map_or(0, |p| p.restart_count);
         let was_started = previous.is_some_and(|p| {
@@ -178,6 +188,9 @@ impl Slot {
             ever_started: was_started,
             phase,
             program: None,
+            field_path,
+            killing: false,
+            backoff_announced: Announced::default(),
         }
     }
 
@@ -190,6 +203,15 @@ impl Slot {
             Phase::Starting(stop) | Phase::Running { stop, .. } => stop.stop(),
             _ => {}
         }
+    }
+
+    /// Stops the instance; true the first time an active instance is stopped, when the
+    /// kubelet records Killing (passes that see the pod deleted again stop it silently).
+    fn stop_once(&mut self) -> bool {
+        self.stop();
+        let first = self.active() && !self.killing;
+        self.killing |= first;
+        first
     }
 }
 
@@ -224,6 +246,9 @@ fn terminated_from_api(t: &k8s_openapi::api::core::v1::ContainerStateTerminated)
 /// The agent's view of one pod.
 pub(crate) struct PodRuntime {
     pub uid: String,
+    /// The pod as events name it.
+    pod: PodRef,
+    policy: RestartPolicy,
     pub init: Vec<Slot>,
     pub containers: Vec<Slot>,
     backoff: CrashLoopBackOff,
@@ -255,11 +280,16 @@ impl PodRuntime {
         let slots = |specs: &[Container], statuses: Option<&Vec<_>>| {
             specs
                 .iter()
-                .map(|c| Slot::new(c, find(statuses, &c.name).as_ref()))
+                .map(|c| {
+                    let field_path = events::field_path(&desired.pod, &c.name);
+                    Slot::new(c, find(statuses, &c.name).as_ref(), field_path)
+                })
                 .collect()
         };
         PodRuntime {
             uid: desired.stored.uid.clone(),
+            pod: desired.pod_ref(),
+            policy: RestartPolicy::parse(spec.restart_policy.as_deref()),
             init: slots(
                 spec.init_containers.as_deref().unwrap_or_default(),
                 previous
@@ -372,7 +402,18 @@ impl Agent {
         let Some(runtime) = pods.get_mut(&uid) else {
             return;
         };
-        let Some(slot) = runtime.slots_mut().find(|s| s.name == container) else {
+        let PodRuntime {
+            init,
+            containers,
+            pod,
+            policy,
+            ..
+        } = runtime;
+        let Some(slot) = init
+            .iter_mut()
+            .chain(containers.iter_mut())
+            .find(|s| s.name == container)
+        else {
             return;
         };
         if slot.attempt != attempt {
@@ -433,9 +474,19 @@ impl Agent {
                 let transition = probes.record(kind, &outcome, now);
                 slot.record.started = Some(probes.started());
                 slot.record.ready = probes.ready();
+                // Like the kubelet's prober: one Unhealthy per failed run (a result arrives
+                // once per run, never once per pass); repeats are counted by the control plane.
+                if let ProbeOutcome::Failure(output) = &outcome {
+                    let unhealthy = events::unhealthy(kind, output);
+                    self.send_event(unhealthy.to_pod(pod, &slot.field_path));
+                }
                 if transition == Some(Transition::Failed) {
                     tracing::info!(%uid, %container, ?kind, ?outcome, "probe failed; restarting the container");
                     stop.stop();
+                    let restart = *policy != RestartPolicy::Never;
+                    let killing = events::probe_killing(&slot.name, kind, restart);
+                    self.send_event(killing.to_pod(pod, &slot.field_path));
+                    slot.killing = true;
                 }
             }
         }
@@ -510,17 +561,17 @@ impl Agent {
         desired: Option<&Arc<Desired>>,
     ) -> Option<Instant> {
         let Some(desired) = desired else {
-            runtime.slots_mut().for_each(|s| s.stop());
+            self.stop_all(runtime);
             return None;
         };
         if self.stopping.load(std::sync::atomic::Ordering::SeqCst) {
-            runtime.slots_mut().for_each(|s| s.stop());
+            self.stop_all(runtime);
             let status = self.status_of(runtime, desired);
             self.send_status(runtime, desired, status, false);
             return None;
         }
         if desired.deleting() {
-            runtime.slots_mut().for_each(|s| s.stop());
+            self.stop_all(runtime);
             if !runtime.any_active() && !runtime.terminated_sent {
                 let status = self.status_of(runtime, desired);
                 runtime.terminated_sent = self.send_status(runtime, desired, status, true);
@@ -539,8 +590,11 @@ impl Agent {
             let until = runtime.active_since + Duration::from_secs(limit);
             if now >= until || runtime.deadline_exceeded {
                 // The kubelet's active deadline: stop everything, the pod fails for good.
+                if !runtime.deadline_exceeded {
+                    self.send_event(events::deadline_exceeded().to_pod(&runtime.pod, ""));
+                }
                 runtime.deadline_exceeded = true;
-                runtime.slots_mut().for_each(|s| s.stop());
+                self.stop_all(runtime);
                 let mut status = self.status_of(runtime, desired);
                 status.phase = Some("Failed".into());
                 status.reason = Some("DeadlineExceeded".into());
@@ -557,11 +611,22 @@ impl Agent {
             match prepare_volumes(&env) {
                 Ok(v) => runtime.volumes = Some(v),
                 Err(e) => {
+                    let message = e.to_string();
                     for slot in runtime.slots_mut() {
                         slot.record.state = ContainerState::Waiting {
                             reason: "CreateContainerConfigError".into(),
-                            message: Some(e.to_string()),
+                            message: Some(message.clone()),
                         };
+                    }
+                    // Each retry is an attempt the kubelet would record: of the first init
+                    // container, or else of every container.
+                    let tried = match runtime.init.first() {
+                        Some(first) => std::slice::from_ref(first),
+                        None => runtime.containers.as_slice(),
+                    };
+                    for slot in tried {
+                        let failed = events::start_failed("CreateContainerConfigError", &message);
+                        self.send_event(failed.to_pod(&runtime.pod, &slot.field_path));
                     }
                     runtime.volume_retry = Some(now + VOLUME_RETRY);
                 }
@@ -595,11 +660,7 @@ impl Agent {
                 .and_then(|s| s.restart_policy.as_deref()),
         );
         let mut next = None;
-        let names = (
-            desired.name().to_string(),
-            desired.namespace().to_string(),
-            runtime.uid.clone(),
-        );
+        let pod = runtime.pod.clone();
         for i in 0..runtime.init.len() {
             let slot = &mut runtime.init[i];
             match slot.phase {
@@ -613,7 +674,7 @@ impl Agent {
                         now,
                         desired,
                         volumes,
-                        &names,
+                        &pod,
                     );
                 }
                 Phase::Failed { at } => {
@@ -624,7 +685,7 @@ impl Agent {
                         now,
                         desired,
                         volumes,
-                        &names,
+                        &pod,
                     );
                 }
                 _ => {}
@@ -646,7 +707,7 @@ impl Agent {
                         now,
                         desired,
                         volumes,
-                        &names,
+                        &pod,
                     ),
                 Phase::Failed { at } => self.restart_after_backoff(
                     &mut runtime.backoff,
@@ -655,7 +716,7 @@ impl Agent {
                     now,
                     desired,
                     volumes,
-                    &names,
+                    &pod,
                 ),
                 _ => None,
             };
@@ -673,7 +734,7 @@ impl Agent {
         now: Instant,
         desired: &Arc<Desired>,
         volumes: &PodVolumes,
-        (pod, namespace, uid): &(String, String, String),
+        pod: &PodRef,
     ) -> Option<Instant> {
         match backoff.decide(&slot.name, since, now) {
             BackOffDecision::Restart => {
@@ -681,14 +742,55 @@ impl Agent {
                 None
             }
             BackOffDecision::Wait { backoff, until } => {
+                if slot.backoff_announced.first(until) {
+                    self.announce_back_off(slot, pod);
+                }
                 if !matches!(&slot.record.state, ContainerState::Waiting { reason, .. } if reason != "CrashLoopBackOff")
                 {
                     if let ContainerState::Terminated { .. } = slot.record.state {
                         slot.record.last_state = Some(slot.record.state.clone());
                     }
-                    slot.record.state = crash_loop_state(backoff, &slot.name, pod, namespace, uid);
+                    slot.record.state =
+                        crash_loop_state(backoff, &slot.name, &pod.name, &pod.namespace, &pod.uid);
                 }
                 Some(until)
+            }
+        }
+    }
+
+    /// The kubelet's events for a container waiting out a back-off: BackOff for one that ran
+    /// and exited; for a failed pull, the image manager's back-off and the start error. Other
+    /// failed starts were recorded by their start task and are not repeated.
+    fn announce_back_off(&self, slot: &Slot, pod: &PodRef) {
+        let happenings = match (&slot.phase, &slot.record.state) {
+            (Phase::Exited { .. }, _) => vec![events::back_off(&slot.name, pod)],
+            (Phase::Failed { .. }, ContainerState::Waiting { reason, .. })
+                if reason == "ErrImagePull" =>
+            {
+                vec![
+                    events::back_off_pulling(&slot.record.image),
+                    events::start_failed("ImagePullBackOff", ""),
+                ]
+            }
+            _ => Vec::new(),
+        };
+        for happening in happenings {
+            self.send_event(happening.to_pod(pod, &slot.field_path));
+        }
+    }
+
+    /// Stops every container of the pod; the first stop of each active instance is recorded
+    /// as the kubelet's Killing event.
+    fn stop_all(&self, runtime: &mut PodRuntime) {
+        let PodRuntime {
+            init,
+            containers,
+            pod,
+            ..
+        } = runtime;
+        for slot in init.iter_mut().chain(containers.iter_mut()) {
+            if slot.stop_once() {
+                self.send_event(events::stopping(&slot.name).to_pod(pod, &slot.field_path));
             }
         }
     }
@@ -696,6 +798,7 @@ impl Agent {
     /// Hands the container to a start task.
     fn start(self: &Arc<Self>, slot: &mut Slot, desired: &Arc<Desired>, volumes: &PodVolumes) {
         slot.attempt += 1;
+        slot.killing = false;
         if slot.ever_started {
             slot.record.restart_count += 1;
         }
@@ -891,3 +994,7 @@ pub(crate) fn safe_name(uid: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect()
 }
+
+#[cfg(test)]
+#[path = "sync_tests.rs"]
+mod tests;

@@ -1,7 +1,9 @@
 //! One hollow node: joins, registers and heartbeats through the real node protocol like an
 //! agent, receives its desired pods, and reports them as [`super::pod_behaviour`] scripts,
-//! without running anything. It can be told to go silent (drop its stream and stay away, as a
-//! board losing power or network) or to report NotReady, and to come back.
+//! without running anything, with the kubelet's events for a pod's start (Pulled, Created,
+//! Started) and deletion (Killing) only, to stay cheap at thousands of pods. It can be told to
+//! go silent (drop its stream and stay away, as a board losing power or network) or to report
+//! NotReady, and to come back.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -11,17 +13,19 @@ use std::time::Duration;
 use bramble_api::node_protocol::node_gateway_client::NodeGatewayClient;
 use bramble_api::node_protocol::{
     control_message, node_message, pod_change, DesiredPod, Heartbeat, NodeCondition, NodeInfo,
-    NodeMessage, PodStatusReport, Register, StreamClose,
+    NodeMessage, PodEvent, PodStatusReport, Register, StreamClose,
 };
-use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch, Mutex};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::pod_behaviour::{self, ExitCodes};
+use crate::agent::offer_event;
 use crate::credentials::Credentials;
 use crate::pod::container::ContainerState;
+use crate::pod::events::{self, Happening, PodRef};
 use crate::pod::status::pod_status;
 
 /// What a hollow node is told to be.
@@ -267,7 +271,10 @@ impl HollowNode {
         match change {
             Some(pod_change::Change::Upsert(pod)) => self.upsert(pod, tx).await?,
             Some(pod_change::Change::RemovedUid(uid)) => {
-                self.state.lock().await.pods.remove(&uid);
+                let removed = self.state.lock().await.pods.remove(&uid);
+                if let Some(sim) = removed.filter(|sim| sim.state.is_running()) {
+                    offer_events(tx, container_events(&sim.pod, stopping));
+                }
             }
             None => {}
         }
@@ -285,6 +292,7 @@ impl HollowNode {
             return Ok(());
         };
         let now = OffsetDateTime::now_utc();
+        let mut happened = Vec::new();
         let report = {
             let mut state = self.state.lock().await;
             let deleting = pod.metadata.deletion_timestamp.is_some();
@@ -292,6 +300,9 @@ impl HollowNode {
                 sim.pod = pod;
                 if !deleting {
                     return Ok(());
+                }
+                if sim.state.is_running() {
+                    happened = container_events(&sim.pod, stopping);
                 }
                 // Stopping is instant on a hollow node: report the containers ended, which
                 // lets the control plane finish the delete.
@@ -327,12 +338,20 @@ impl HollowNode {
                             .finishing
                             .push(Reverse((Instant::now() + after, desired.uid.clone())));
                     }
+                    happened = container_events(&sim.pod, |c| {
+                        vec![
+                            events::already_present(c.image.as_deref().unwrap_or_default()),
+                            events::created(&c.name),
+                            events::started(&c.name),
+                        ]
+                    });
                     let report = status_report(&mut sim, self.info_host_ip(), now, false);
                     state.pods.insert(desired.uid.clone(), sim);
                     report
                 }
             }
         };
+        offer_events(tx, happened);
         send(tx, node_message::Kind::PodStatus(report)).await?;
         // Pods with no run time finish within the same pass.
         self.finish_due(tx).await
@@ -436,6 +455,36 @@ fn status_report(
         uid: sim.pod.metadata.uid.clone().unwrap_or_default(),
         status_json: json,
         terminated,
+    }
+}
+
+/// The events `happen` yields for each container of `pod`, addressed to it.
+fn container_events(pod: &Pod, happen: impl Fn(&Container) -> Vec<Happening>) -> Vec<PodEvent> {
+    let pod_ref = PodRef::of(pod);
+    let mut out = Vec::new();
+    for container in pod.spec.iter().flat_map(|s| &s.containers) {
+        let field_path = events::field_path(pod, &container.name);
+        out.extend(
+            happen(container)
+                .into_iter()
+                .map(|h| h.to_pod(&pod_ref, &field_path)),
+        );
+    }
+    out
+}
+
+/// Killing, for a running container of a deleted pod.
+fn stopping(container: &Container) -> Vec<Happening> {
+    vec![events::stopping(&container.name)]
+}
+
+/// Queues events as the agent does: best effort, never waiting for room.
+fn offer_events(tx: &mpsc::Sender<NodeMessage>, events: Vec<PodEvent>) {
+    for event in events {
+        if !offer_event(tx, event) {
+            // The rest would not fit either.
+            return;
+        }
     }
 }
 

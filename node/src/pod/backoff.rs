@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::container::ContainerState;
+use super::events::go_duration;
 
 /// First back-off after a container exits.
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
@@ -153,17 +154,6 @@ pub fn crash_loop_state(
             "back-off {} restarting failed container={container} pod={pod_name}_{namespace}({uid})",
             go_duration(backoff)
         )),
-    }
-}
-
-/// A duration as Go prints whole seconds: `10s`, `1m20s`, `5m0s`, `1h0m0s`.
-fn go_duration(duration: Duration) -> String {
-    let seconds = duration.as_secs();
-    let (hours, minutes, seconds) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
-    match (hours, minutes) {
-        (0, 0) => format!("{seconds}s"),
-        (0, _) => format!("{minutes}m{seconds}s"),
-        _ => format!("{hours}h{minutes}m{seconds}s"),
     }
 }
 

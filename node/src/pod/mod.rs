@@ -1,6 +1,6 @@
 //! The node agent's pod logic: mapping a Pod onto Wasm sandboxes (`spec`, `env`, `volumes`),
 //! the status the kubelet would report (`status`, `container`, `qos`), CrashLoopBackOff
-//! (`backoff`) and probes (`probe`, `probe_tracker`).
+//! (`backoff`), probes (`probe`, `probe_tracker`) and the kubelet's Events (`events`).
 //!
 //! Everything but the probes' network calls and the volume files is pure and takes the clock
 //! as an argument, so the agent's loop can be tested with a fake one.
@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod container;
 mod env;
+pub mod events;
 pub mod probe;
 pub mod probe_tracker;
 pub mod qos;
