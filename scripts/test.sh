@@ -10,6 +10,9 @@ command -v kubectl >/dev/null 2>&1 || need_apt+=(kubectl)
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
 command -v skopeo >/dev/null 2>&1 || need_apt+=(skopeo)
 [ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
+# etcd for the etcd store and the tests of control planes sharing it; protoc for its client.
+command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
+command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing ${need_apt[*]} with apt-get"
   export DEBIAN_FRONTEND=noninteractive
@@ -25,17 +28,19 @@ export CARGO_TERM_COLOR=never
 export BRAMBLE_IMAGES_DIR="$PWD/target/images"
 images/build.sh "$BRAMBLE_IMAGES_DIR"
 
+# Every cargo command builds the same feature set, so there is one build: the etcd store is on.
+features=(--features bramble-control-plane/etcd)
 cargo fmt --all --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked "${features[@]}" -- -D warnings
 # One build for everything: the binaries the end-to-end tests start and all test targets.
-cargo build --workspace --bins --tests --locked
+cargo build --workspace --bins --tests --locked "${features[@]}"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # Every test binary runs even when an earlier one fails (--no-fail-fast), and any failure fails
 # the whole command: the group returns non-zero if either suite failed.
 run_suites() {
   local failed=0
-  cargo test --workspace --locked --no-fail-fast -- --test-threads "${BRAMBLE_TEST_THREADS:-2}" || failed=1
+  cargo test --workspace --locked --no-fail-fast "${features[@]}" -- --test-threads "${BRAMBLE_TEST_THREADS:-2}" || failed=1
   CARGO_TARGET_DIR="$BRAMBLE_IMAGES_DIR/.cargo-target" cargo test --manifest-path images/Cargo.toml --locked || failed=1
   return "$failed"
 }

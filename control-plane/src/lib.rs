@@ -5,6 +5,7 @@ pub mod apiserver;
 pub mod bootstrap_token;
 pub mod cli;
 pub mod controllers;
+pub mod leader_election;
 pub mod node_gateway;
 pub mod patch;
 pub mod pki;

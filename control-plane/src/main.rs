@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use bramble_control_plane::cli;
 use bramble_control_plane::controllers::ControllerConfig;
 use bramble_control_plane::node_gateway::GatewayConfig;
-use bramble_control_plane::server::{run, ServerConfig};
+use bramble_control_plane::server::{run, EtcdConfig, ServerConfig};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -81,6 +81,27 @@ struct ServerArgs {
     /// Concurrent reconciles per workload controller.
     #[arg(long, env = "BRAMBLE_CONTROLLER_WORKERS", default_value_t = 4)]
     controller_workers: usize,
+    /// Run the controllers and the scheduler only while holding the Lease
+    /// kube-system/bramble-controller-manager, for several control planes on one shared store.
+    #[arg(long, env = "BRAMBLE_LEADER_ELECT")]
+    leader_elect: bool,
+    /// etcd endpoints (http:// or https://host:port, comma-separated) to use as the store
+    /// instead of the embedded SQLite one, so several control planes can share it; implies
+    /// --leader-elect. Needs a bramble built with `--features etcd`.
+    #[arg(long, env = "BRAMBLE_ETCD_ENDPOINTS", value_delimiter = ',')]
+    etcd_endpoints: Vec<String>,
+    /// Key prefix in etcd, for several clusters on one etcd.
+    #[arg(long, env = "BRAMBLE_ETCD_PREFIX")]
+    etcd_prefix: Option<String>,
+    /// CA certificate (PEM) of https etcd endpoints.
+    #[arg(long, env = "BRAMBLE_ETCD_CA")]
+    etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd, with --etcd-key.
+    #[arg(long, env = "BRAMBLE_ETCD_CERT", requires = "etcd_key")]
+    etcd_cert: Option<PathBuf>,
+    /// Client key (PEM) for etcd, with --etcd-cert.
+    #[arg(long, env = "BRAMBLE_ETCD_KEY", requires = "etcd_cert")]
+    etcd_key: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -101,7 +122,14 @@ impl ServerArgs {
             controllers: ControllerConfig {
                 workers: self.controller_workers.max(1),
                 default_toleration_seconds: self.default_toleration_seconds.max(0),
+                leader_elect: self.leader_elect || !self.etcd_endpoints.is_empty(),
             },
+            etcd: (!self.etcd_endpoints.is_empty()).then(|| EtcdConfig {
+                endpoints: self.etcd_endpoints,
+                prefix: self.etcd_prefix,
+                ca: self.etcd_ca,
+                client: self.etcd_cert.zip(self.etcd_key),
+            }),
         }
     }
 }

@@ -35,6 +35,54 @@ pub struct ServerConfig {
     pub gateway: GatewayConfig,
     /// How the controllers and the scheduler run.
     pub controllers: crate::controllers::ControllerConfig,
+    /// A shared etcd store instead of the embedded SQLite one.
+    pub etcd: Option<EtcdConfig>,
+}
+
+/// Where the shared etcd store is.
+#[derive(Debug, Clone, Default)]
+pub struct EtcdConfig {
+    /// Endpoints, `http://host:port` or `https://host:port`.
+    pub endpoints: Vec<String>,
+    /// Key prefix, so several clusters can share one etcd.
+    pub prefix: Option<String>,
+    /// CA certificate (PEM file) for https endpoints.
+    pub ca: Option<PathBuf>,
+    /// Client certificate and key (PEM files) for etcd's client certificate authentication.
+    pub client: Option<(PathBuf, PathBuf)>,
+}
+
+/// Opens the store: etcd when configured, else SQLite in the data directory.
+async fn open_store(config: &ServerConfig) -> anyhow::Result<Arc<dyn Store>> {
+    let Some(etcd) = &config.etcd else {
+        let store_path = config.data_dir.join("store.db");
+        return Ok(Arc::new(SqliteStore::open(&store_path).with_context(
+            || format!("cannot open the store at {}", store_path.display()),
+        )?));
+    };
+    open_etcd(etcd).await
+}
+
+#[cfg(feature = "etcd")]
+async fn open_etcd(etcd: &EtcdConfig) -> anyhow::Result<Arc<dyn Store>> {
+    use crate::store::etcd::{EtcdStore, EtcdTls};
+    let tls = match &etcd.ca {
+        Some(ca) => Some(EtcdTls::from_files(
+            ca,
+            etcd.client
+                .as_ref()
+                .map(|(c, k)| (c.as_path(), k.as_path())),
+        )?),
+        None => None,
+    };
+    Ok(Arc::new(
+        EtcdStore::connect(&etcd.endpoints, etcd.prefix.clone(), tls).await?,
+    ))
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn open_etcd(_: &EtcdConfig) -> anyhow::Result<Arc<dyn Store>> {
+    anyhow::bail!("this bramble was built without etcd support: build it with `--features etcd` (the etcd client needs protoc, Debian package protobuf-compiler)")
 }
 
 /// Parses `PREFIX=URL` (repositories under PREFIX are pulled through from URL; `http://` URLs
@@ -102,11 +150,7 @@ pub async fn run(
     let kubeconfig = config.data_dir.join("kubeconfig.yaml");
     pki.write_kubeconfig(&kubeconfig, &server_url)?;
 
-    let store_path = config.data_dir.join("store.db");
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&store_path)
-            .with_context(|| format!("cannot open the store at {}", store_path.display()))?,
-    );
+    let store = open_store(&config).await?;
     let registry = Arc::new(
         crate::registry::Registry::open({
             let mut rc = crate::registry::RegistryConfig::new(config.data_dir.join("registry"));
@@ -126,8 +170,10 @@ pub async fn run(
             groups: vec![ADMIN_GROUP.into()],
         },
     );
+    let (events, event_rx) = crate::controllers::events::EventRecorder::new();
     let api = Arc::new(ApiServer {
         store,
+        events,
         default_toleration_seconds: config.controllers.default_toleration_seconds,
         cache,
         tokens,
@@ -147,11 +193,30 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("cannot create the built-in RuntimeClass: {e}"))?;
     let cleaner = tokio::spawn(api.clone().run_namespace_cleaner());
-    let controllers = tokio::spawn(crate::controllers::run(
+    // Events are written by every control plane (nodes report through whichever they reach),
+    // the controllers' only by the one running them.
+    let event_writer = tokio::spawn(crate::controllers::events::run(
         api.clone(),
-        config.controllers.clone(),
+        event_rx,
         shutdown.clone(),
     ));
+    let controllers = if config.controllers.leader_elect {
+        let (api, controllers) = (api.clone(), config.controllers.clone());
+        let election =
+            crate::leader_election::ElectionConfig::new(crate::leader_election::identity());
+        tokio::spawn(crate::leader_election::run(
+            api.clone(),
+            election,
+            shutdown.clone(),
+            move |term| crate::controllers::run(api.clone(), controllers.clone(), term),
+        ))
+    } else {
+        tokio::spawn(crate::controllers::run(
+            api.clone(),
+            config.controllers.clone(),
+            shutdown.clone(),
+        ))
+    };
     let registry_gc = tokio::spawn(collect_registry_garbage(registry, shutdown.clone()));
 
     let tls = tls_config(&pki.ca_pem, &pki.server_cert_pem, &pki.server_key_pem)?;
@@ -166,6 +231,7 @@ pub async fn run(
     shutdown.cancel();
     let _ = monitor.await;
     let _ = cleaner.await;
+    let _ = event_writer.await;
     let _ = controllers.await;
     let _ = registry_gc.await;
     let _ = feeder.await;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub mod etcd;
 pub mod fleet;
 pub mod kube_client;
 pub mod memory;
@@ -83,9 +84,31 @@ impl Cluster {
         Cluster::launch("server", extra_args)
     }
 
+    /// Another control plane of this cluster (same CA and admin credentials, its own data
+    /// directory and port), started with `extra_args` — for control planes sharing an etcd.
+    pub fn another_control_plane(&self, extra_args: &[&str]) -> Result<Cluster> {
+        Cluster::launch_with("server", extra_args, Some(&self.data_dir().join("pki")))
+    }
+
     fn launch(command: &'static str, extra_args: &[&str]) -> Result<Cluster> {
+        Cluster::launch_with(command, extra_args, None)
+    }
+
+    fn launch_with(
+        command: &'static str,
+        extra_args: &[&str],
+        pki: Option<&std::path::Path>,
+    ) -> Result<Cluster> {
         require_kubectl()?;
         let dir = tempfile::Builder::new().prefix("bramble-e2e-").tempdir()?;
+        if let Some(pki) = pki {
+            let to = dir.path().join("data").join("pki");
+            std::fs::create_dir_all(&to)?;
+            for entry in std::fs::read_dir(pki)? {
+                let entry = entry?;
+                std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+            }
+        }
         let mut cluster = Cluster {
             dir,
             port: free_port()?,

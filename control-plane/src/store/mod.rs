@@ -1,5 +1,5 @@
-//! Bramble's revisioned key-value store, shaped like etcd's v3 KV + Watch API so an etcd backend
-//! can later sit behind the same [`Store`] trait without the API server noticing.
+//! Bramble's revisioned key-value store, shaped like etcd's v3 KV + Watch API so that an etcd
+//! backend sits behind the same [`Store`] trait without the API server noticing.
 //!
 //! # Model
 //! - One global [`Revision`] counter. Every transaction that changes at least one key bumps it by
@@ -26,10 +26,15 @@
 //!   thread doing group commit (every queued txn in one SQLite transaction, acknowledged only
 //!   after the commit is durable), reads on a small connection pool on blocking threads.
 //! - [`memory::MemoryStore`]: in-memory, for unit tests of the layers above.
+//! - `etcd::EtcdStore` (Cargo feature `etcd`): an etcd v3 cluster, so several control planes
+//!   can share one store. etcd evaluates the transactions and keeps the history; each watch is
+//!   one etcd watch.
 //!
-//! Both evaluate transactions with the same code (`txn.rs`) and publish through the same watch
-//! hub (`watch.rs`); `conformance.rs` holds the behaviour tests every backend runs.
+//! SQLite and memory evaluate transactions with the same code (`txn.rs`) and publish through the
+//! same watch hub (`watch.rs`); `conformance.rs` holds the behaviour tests every backend runs.
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod memory;
 pub mod sqlite;
 mod txn;
@@ -319,6 +324,93 @@ pub enum StoreError {
         /// The join error.
         source: tokio::task::JoinError,
     },
+    /// No etcd endpoint could be reached, or the endpoints or TLS settings are invalid.
+    #[error("connecting to etcd at {endpoints:?}: {source}; check the endpoints (http:// or https://host:port), that etcd is running and, for https, the TLS settings")]
+    #[cfg(feature = "etcd")]
+    EtcdConnect {
+        /// Endpoints given.
+        endpoints: Vec<String>,
+        /// What the etcd client said.
+        source: Box<etcd_client::Error>,
+    },
+    /// A TLS file for the etcd connection could not be read.
+    #[error("reading etcd TLS {what} {path}: {source}")]
+    #[cfg(feature = "etcd")]
+    EtcdTlsFile {
+        /// "CA certificate", "client certificate" or "client key".
+        what: &'static str,
+        /// Path of the file.
+        path: std::path::PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// An etcd request failed.
+    #[error("etcd {operation} failed: {source}")]
+    #[cfg(feature = "etcd")]
+    Etcd {
+        /// What the store was doing.
+        operation: &'static str,
+        /// What the etcd client said (for a gRPC status, etcd's own message).
+        source: Box<etcd_client::Error>,
+    },
+    /// etcd did not answer in time. A txn that timed out may still be applied later.
+    #[error(
+        "etcd {operation} got no answer within {waited:?}; check that etcd is up and has a leader"
+    )]
+    #[cfg(feature = "etcd")]
+    EtcdTimeout {
+        /// What the store was doing.
+        operation: &'static str,
+        /// How long the store waited.
+        waited: std::time::Duration,
+    },
+    /// The etcd watch stream broke (for instance the connection to etcd was lost).
+    #[error("etcd watch on prefix {prefix:?} failed: {source}; list again and watch from the new revision")]
+    #[cfg(feature = "etcd")]
+    EtcdWatch {
+        /// Prefix of the watch.
+        prefix: String,
+        /// What the etcd client said.
+        source: Box<etcd_client::Error>,
+    },
+    /// etcd canceled a watch for a reason other than compaction, or ended its stream.
+    #[error("etcd canceled the watch on prefix {prefix:?}: {reason}; list again and watch from the new revision")]
+    #[cfg(feature = "etcd")]
+    EtcdWatchCanceled {
+        /// Prefix of the watch.
+        prefix: String,
+        /// etcd's reason, or what the store saw.
+        reason: String,
+    },
+    /// etcd answered without something its API always carries.
+    #[error("etcd answered {operation} without {missing}; is the endpoint really etcd v3?")]
+    #[cfg(feature = "etcd")]
+    EtcdMalformed {
+        /// What the store was doing.
+        operation: &'static str,
+        /// What was missing or of the wrong kind.
+        missing: &'static str,
+    },
+    /// An etcd txn ran, but reading back the values of its compared keys afterwards failed (only
+    /// a txn too large to read them in the same request does that).
+    #[error("the etcd txn ran (the store is at revision {revision}), but reading back the values of its compared keys failed: {source}; read them again")]
+    #[cfg(feature = "etcd")]
+    EtcdTxnReadBack {
+        /// Store revision after the txn.
+        revision: Revision,
+        /// Why the read failed.
+        source: Box<StoreError>,
+    },
+    /// etcd returned a key that is not valid UTF-8 under the store's prefix, so it was not
+    /// written by Bramble.
+    #[error("etcd returned key {key:?}, which is not valid UTF-8 under the store prefix {prefix:?}; keep other data out of Bramble's prefix")]
+    #[cfg(feature = "etcd")]
+    EtcdKey {
+        /// The key, with invalid bytes replaced.
+        key: String,
+        /// The store's prefix.
+        prefix: String,
+    },
 }
 
 /// A revisioned key-value store with transactions and watch.
@@ -366,6 +458,7 @@ mod tests {
         shareable::<StoreError>();
         shareable::<sqlite::SqliteStore>();
         shareable::<memory::MemoryStore>();
+        shareable::<etcd::EtcdStore>();
         sendable::<WatchStream>();
     }
 

@@ -1,6 +1,7 @@
 //! Watch plumbing shared by the backends: a hub that fans committed events out to bounded
 //! per-watcher buffers, and [`WatchStream`], which replays history page by page and then
-//! switches to the live buffer.
+//! switches to the live buffer. A backend whose events come from elsewhere (etcd) fills the live
+//! buffer through a [`Feed`] instead of a hub.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -73,16 +74,77 @@ struct HubInner {
 #[derive(Debug)]
 struct Slot {
     prefix: String,
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<LiveItem>,
     overflowed: Arc<AtomicBool>,
 }
+
+/// What a live buffer carries: events, then at most one error that ends the watch.
+type LiveItem = Result<Event, StoreError>;
 
 /// The receiving end of one watcher's live buffer.
 #[derive(Debug)]
 pub(super) struct Live {
-    rx: mpsc::Receiver<Event>,
+    rx: mpsc::Receiver<LiveItem>,
     overflowed: Arc<AtomicBool>,
     capacity: usize,
+}
+
+/// The sending end of a watcher's live buffer for a backend that receives its events from
+/// elsewhere (etcd's watch stream) rather than publishing them through a [`WatchHub`]. Dropping
+/// it ends the watch plainly, after the events already buffered.
+#[cfg(feature = "etcd")]
+#[derive(Debug)]
+pub(super) struct Feed {
+    tx: mpsc::Sender<LiveItem>,
+    overflowed: Arc<AtomicBool>,
+}
+
+#[cfg(feature = "etcd")]
+impl Feed {
+    /// A feed and the stream it fills: the stream yields events with revision > `after` for
+    /// keys under `prefix` as they are offered, and is cut off with
+    /// [`StoreError::WatchOverflow`] once `capacity` events wait unread.
+    pub fn channel(prefix: &str, after: Revision, capacity: usize) -> (Feed, WatchStream) {
+        let capacity = capacity.max(1);
+        // One slot more than the events may fill, so the error that ends a watch always fits.
+        let (tx, rx) = mpsc::channel(capacity + 1);
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let live = Live {
+            rx,
+            overflowed: overflowed.clone(),
+            capacity,
+        };
+        let stream = WatchStream {
+            prefix: prefix.to_owned(),
+            after,
+            history: None,
+            buffered: VecDeque::new(),
+            live: Some(live),
+        };
+        (Feed { tx, overflowed }, stream)
+    }
+
+    /// Queues `event` without waiting. Returns `false` if the consumer is gone, or has fallen
+    /// `capacity` events behind: then its stream ends with [`StoreError::WatchOverflow`] after
+    /// what it buffered, and the caller must stop feeding it.
+    pub fn offer(&self, event: Event) -> bool {
+        if self.tx.capacity() <= 1 {
+            self.overflowed.store(true, Ordering::Release);
+            return false;
+        }
+        self.tx.try_send(Ok(event)).is_ok()
+    }
+
+    /// Ends the stream with `error`, after the events already buffered.
+    pub fn fail(self, error: StoreError) {
+        // Cannot be full (a slot is kept for this); if the consumer is gone nobody needs it.
+        let _ = self.tx.try_send(Err(error));
+    }
+
+    /// Resolves once the consumer has dropped the stream.
+    pub async fn closed(&self) {
+        self.tx.closed().await;
+    }
 }
 
 impl WatchHub {
@@ -136,7 +198,7 @@ impl WatchHub {
         inner.published = inner.published.max(revision);
         inner.watchers.retain(|slot| {
             for event in events.iter().filter(|e| e.kv.key.starts_with(&slot.prefix)) {
-                match slot.tx.try_send(event.clone()) {
+                match slot.tx.try_send(Ok(event.clone())) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         slot.overflowed.store(true, Ordering::Release);
@@ -173,8 +235,8 @@ struct History {
 /// The events of one watch, in revision order: history first, then live changes (a
 /// [`futures::Stream`]; read it with `StreamExt::next`). Yields
 /// `Err` at most once, as its last item ([`StoreError::Compacted`] if history was compacted
-/// while being replayed, [`StoreError::WatchOverflow`] if the consumer fell behind); ends with
-/// `None` when the store shuts down.
+/// while being replayed, [`StoreError::WatchOverflow`] if the consumer fell behind, an etcd
+/// error if etcd ended the watch); ends with `None` when the store shuts down.
 pub struct WatchStream {
     prefix: String,
     after: Revision,
@@ -267,8 +329,9 @@ impl Stream for WatchStream {
             match live.rx.poll_recv(cx) {
                 Poll::Pending => return Poll::Pending,
                 // Only possible for a watch that starts after the published revision.
-                Poll::Ready(Some(event)) if event.kv.mod_revision <= this.after => continue,
-                Poll::Ready(Some(event)) => return Poll::Ready(Some(Ok(event))),
+                Poll::Ready(Some(Ok(event))) if event.kv.mod_revision <= this.after => continue,
+                Poll::Ready(Some(Ok(event))) => return Poll::Ready(Some(Ok(event))),
+                Poll::Ready(Some(Err(error))) => return this.finish_with(error),
                 Poll::Ready(None) if live.overflowed.load(Ordering::Acquire) => {
                     let error = StoreError::WatchOverflow {
                         prefix: this.prefix.clone(),
@@ -412,6 +475,44 @@ mod tests {
         assert_eq!(hub.watchers(), 0);
         hub.close();
         assert!(matches!(hub.subscribe("", 2), Err(StoreError::Closed)));
+    }
+
+    async fn revisions(stream: &mut WatchStream) -> Vec<Result<Revision, String>> {
+        stream
+            .map(|item| item.map(|e| e.kv.mod_revision).map_err(|e| e.to_string()))
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn feed_cuts_a_slow_consumer_off_after_what_it_buffered() {
+        let (feed, mut stream) = Feed::channel("", 0, 2);
+        assert!(feed.offer(event("a", 1)));
+        assert!(feed.offer(event("a", 2)));
+        assert!(!feed.offer(event("a", 3)), "a third unread event overflows");
+        drop(feed);
+        let seen = revisions(&mut stream).await;
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert_eq!(seen[..2], [Ok(1), Ok(2)]);
+        assert!(matches!(&seen[2], Err(e) if e.contains("fell more than 2 events behind")));
+    }
+
+    #[tokio::test]
+    async fn feed_error_ends_the_stream_even_with_a_full_buffer() {
+        let (feed, mut stream) = Feed::channel("", 0, 2);
+        assert!(feed.offer(event("a", 1)));
+        assert!(feed.offer(event("a", 2)));
+        feed.fail(StoreError::Closed);
+        let seen = revisions(&mut stream).await;
+        assert_eq!(seen, [Ok(1), Ok(2), Err(StoreError::Closed.to_string())]);
+    }
+
+    #[tokio::test]
+    async fn feed_sees_the_consumer_go() {
+        let (feed, stream) = Feed::channel("", 0, 2);
+        drop(stream);
+        feed.closed().await;
+        assert!(!feed.offer(event("a", 1)));
     }
 
     #[tokio::test]
