@@ -40,10 +40,15 @@ fn kube_client_create_list_watch_patch_apply_delete() -> Result<()> {
 
         let mut stream = deploys.watch(&WatchParams::default(), &rv).await?.boxed();
         deploys.patch("web", &PatchParams::default(), &Patch::Merge(serde_json::json!({ "spec": { "replicas": 3 } }))).await?;
-        let event = tokio::time::timeout(std::time::Duration::from_secs(10), stream.try_next()).await??;
-        match event {
-            Some(WatchEvent::Modified(d)) => ensure!(d.spec.and_then(|s| s.replicas) == Some(3)),
-            other => anyhow::bail!("expected MODIFIED, got {other:?}"),
+        // The deployment controller modifies the object too (revision annotation, status):
+        // the patch is one of the MODIFIED events that follow.
+        loop {
+            let event = tokio::time::timeout(std::time::Duration::from_secs(10), stream.try_next()).await??;
+            match event {
+                Some(WatchEvent::Modified(d)) if d.spec.as_ref().and_then(|s| s.replicas) == Some(3) => break,
+                Some(WatchEvent::Modified(_)) => {}
+                other => anyhow::bail!("expected MODIFIED, got {other:?}"),
+            }
         }
 
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "rs");

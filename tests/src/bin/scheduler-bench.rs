@@ -221,7 +221,7 @@ fn main() -> Result<()> {
     let mut runs = Vec::new();
     for (nodes, pods) in sizes("BRAMBLE_BENCH_SIZES", "1000x10000,5000x10000,5000x30000")? {
         eprintln!("{nodes} nodes, {pods} pods:");
-        let cluster = Cluster::start_with(&["--watch-history", "100000"])?;
+        let cluster = Cluster::start()?;
         let joined = Instant::now();
         let _fleet = Fleet::start(&cluster, "hollow", nodes, &["--max-pods", "110"])?;
         eprintln!(
