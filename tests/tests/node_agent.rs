@@ -597,20 +597,16 @@ fn bramble_up_runs_the_readme_samples_and_wasm_workloads_on_its_local_node() -> 
     );
     let logs = c.kubectl_ok(&["logs", "deployment/ticker"])?;
     ensure!(logs.contains("tick"), "{logs}");
-    c.kubectl_ok(&[
-        "delete",
-        "deployment",
-        "ticker",
-        "--cascade=foreground",
-        "--timeout=60s",
-    ])?;
-    c.kubectl_ok(&[
-        "delete",
-        "daemonset",
-        "http-echo",
-        "--cascade=foreground",
-        "--timeout=60s",
-    ])?;
+    for workload in ["deployment/ticker", "daemonset/http-echo"] {
+        let deleted = c.kubectl(&["delete", workload, "--cascade=foreground", "--timeout=120s"])?;
+        ensure!(
+            deleted.status.success(),
+            "deleting {workload}: {}\n{}",
+            String::from_utf8_lossy(&deleted.stderr),
+            c.kubectl_ok(&["get", "pods,ds,controllerrevisions", "-o", "wide"])
+                .unwrap_or_default()
+        );
+    }
     let left = c.get_json(&["pods", "-l", "app in (ticker,http-echo)"])?;
     ensure!(
         left["items"].as_array().is_some_and(Vec::is_empty),

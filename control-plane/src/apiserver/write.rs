@@ -539,9 +539,10 @@ impl ApiServer {
                     warnings: checked.warnings,
                 });
             }
-            if precondition.is_some() {
-                return Err(ApiError::conflict(resource, &name, "the object has been modified; please apply your changes to the latest version and try again"));
-            }
+            // Someone wrote between our read and our write: go again from the new state. An
+            // update that carries a resourceVersion then fails the precondition above with a
+            // Conflict, as it should; a patch (whose resourceVersion came from the state it was
+            // applied to) is simply applied to the new state, as Kubernetes does.
         }
         Err(ApiError::conflict(
             resource,
