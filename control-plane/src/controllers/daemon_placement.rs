@@ -8,9 +8,10 @@
 
 use std::collections::BTreeMap;
 
+use super::taints::tolerates;
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
-    PodSpec, PodTemplateSpec, Taint, Toleration,
+    PodSpec, PodTemplateSpec, Toleration,
 };
 
 /// The field a daemon pod's node affinity pins it by.
@@ -194,26 +195,6 @@ impl<'a> Eligibility<'a> {
             should_run: true,
             should_continue_running: true,
         }
-    }
-}
-
-/// Whether `toleration` tolerates `taint` (Kubernetes' ToleratesTaint).
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect = toleration.effect.as_deref().unwrap_or_default();
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or_default() {
-        "" | "Equal" => {
-            toleration.value.as_deref().unwrap_or_default()
-                == taint.value.as_deref().unwrap_or_default()
-        }
-        "Exists" => true,
-        _ => false,
     }
 }
 

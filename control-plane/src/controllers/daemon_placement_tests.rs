@@ -1,4 +1,4 @@
-use k8s_openapi::api::core::v1::{NodeSpec, PreferredSchedulingTerm};
+use k8s_openapi::api::core::v1::{NodeSpec, PreferredSchedulingTerm, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::*;

@@ -62,20 +62,30 @@ pub fn node_condition<'a>(node: &'a Node, type_: &str) -> Option<&'a str> {
 
 /// Kubernetes' `Toleration.ToleratesTaint`: an empty effect or key matches any; the operator
 /// Exists matches any value, Equal (the default) the same value; any other operator nothing.
+/// The one implementation the scheduler, the DaemonSet controller and taint-based eviction
+/// share.
 pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect = toleration.effect.as_deref().unwrap_or_default();
-    if !effect.is_empty() && effect != taint.effect {
+    tolerates_parts(
+        toleration,
+        &taint.key,
+        taint.value.as_deref().unwrap_or_default(),
+        &taint.effect,
+    )
+}
+
+/// [`tolerates`] for a taint given by its parts (the scheduler checks implied taints, such as
+/// not-ready on a node that is not Ready yet, without building one).
+pub fn tolerates_parts(toleration: &Toleration, key: &str, value: &str, effect: &str) -> bool {
+    let t_effect = toleration.effect.as_deref().unwrap_or_default();
+    if !t_effect.is_empty() && t_effect != effect {
         return false;
     }
-    let key = toleration.key.as_deref().unwrap_or_default();
-    if !key.is_empty() && key != taint.key {
+    let t_key = toleration.key.as_deref().unwrap_or_default();
+    if !t_key.is_empty() && t_key != key {
         return false;
     }
     match toleration.operator.as_deref().unwrap_or_default() {
-        "" | "Equal" => {
-            toleration.value.as_deref().unwrap_or_default()
-                == taint.value.as_deref().unwrap_or_default()
-        }
+        "" | "Equal" => toleration.value.as_deref().unwrap_or_default() == value,
         "Exists" => true,
         _ => false,
     }

@@ -54,34 +54,7 @@ pub enum Failure<'a> {
     InterPod(Violation),
 }
 
-/// Kubernetes' toleration matching: an empty effect matches every effect, an empty key with
-/// Exists matches every taint, Equal (or no operator) compares values.
-pub fn tolerates(
-    toleration: &Toleration,
-    taint_key: &str,
-    taint_value: &str,
-    taint_effect: &str,
-) -> bool {
-    if toleration
-        .effect
-        .as_deref()
-        .is_some_and(|e| !e.is_empty() && e != taint_effect)
-    {
-        return false;
-    }
-    if toleration
-        .key
-        .as_deref()
-        .is_some_and(|k| !k.is_empty() && k != taint_key)
-    {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or_default() {
-        "" | "Equal" => toleration.value.as_deref().unwrap_or_default() == taint_value,
-        "Exists" => true,
-        _ => false,
-    }
-}
+pub use crate::controllers::taints::tolerates_parts as tolerates;
 
 /// Whether any of `tolerations` tolerates `taint`.
 pub fn tolerated(tolerations: &[Toleration], taint: &Taint) -> bool {

@@ -458,6 +458,7 @@ mod tests {
         shareable::<StoreError>();
         shareable::<sqlite::SqliteStore>();
         shareable::<memory::MemoryStore>();
+        #[cfg(feature = "etcd")]
         shareable::<etcd::EtcdStore>();
         sendable::<WatchStream>();
     }

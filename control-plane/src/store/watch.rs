@@ -477,6 +477,7 @@ mod tests {
         assert!(matches!(hub.subscribe("", 2), Err(StoreError::Closed)));
     }
 
+    #[cfg(feature = "etcd")]
     async fn revisions(stream: &mut WatchStream) -> Vec<Result<Revision, String>> {
         stream
             .map(|item| item.map(|e| e.kv.mod_revision).map_err(|e| e.to_string()))
@@ -484,6 +485,7 @@ mod tests {
             .await
     }
 
+    #[cfg(feature = "etcd")]
     #[tokio::test]
     async fn feed_cuts_a_slow_consumer_off_after_what_it_buffered() {
         let (feed, mut stream) = Feed::channel("", 0, 2);
@@ -497,6 +499,7 @@ mod tests {
         assert!(matches!(&seen[2], Err(e) if e.contains("fell more than 2 events behind")));
     }
 
+    #[cfg(feature = "etcd")]
     #[tokio::test]
     async fn feed_error_ends_the_stream_even_with_a_full_buffer() {
         let (feed, mut stream) = Feed::channel("", 0, 2);
@@ -507,6 +510,7 @@ mod tests {
         assert_eq!(seen, [Ok(1), Ok(2), Err(StoreError::Closed.to_string())]);
     }
 
+    #[cfg(feature = "etcd")]
     #[tokio::test]
     async fn feed_sees_the_consumer_go() {
         let (feed, stream) = Feed::channel("", 0, 2);
