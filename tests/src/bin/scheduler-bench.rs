@@ -112,7 +112,14 @@ async fn throughput(cluster: &Cluster, nodes: usize, count: usize) -> Result<Run
     );
     // Let the scheduler park every pod (each gets its FailedScheduling event) before timing.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let list = pods.list(&ListParams::default().limit(1)).await?;
+    let list = loop {
+        match pods.list(&ListParams::default().limit(1)).await {
+            Err(kube::Error::Api(e)) if e.code == 503 => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => break other?,
+        }
+    };
     let rv = list
         .metadata
         .resource_version
@@ -144,9 +151,20 @@ async fn throughput(cluster: &Cluster, nodes: usize, count: usize) -> Result<Run
             // The watch ended, failed, fell behind (an Error event) or went quiet for a second:
             // count what the server says is bound now, and watch on from there.
             _ => {
-                let all = pods
+                let all = match pods
                     .list(&ListParams::default().labels("bench=sched"))
-                    .await?;
+                    .await
+                {
+                    Ok(all) => all,
+                    // 503: the server's watch cache is behind the store under the burst (it
+                    // says so rather than serve a stale list); a client retries.
+                    Err(kube::Error::Api(e)) if e.code == 503 => {
+                        eprintln!("  list refused while the cache catches up (503); retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 for p in all.items.iter().filter(|p| bound(p)) {
                     done.insert(p.metadata.name.clone().unwrap_or_default());
                 }
