@@ -3,9 +3,9 @@
 //! `runtimeClassName: wasm` (as the samples do) and the scheduler places them on nodes that
 //! offer the handler; a user may change it, and a deleted one comes back at the next start.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
-use super::resources::lookup;
+use super::resources::{lookup, Resource};
 use super::status::ApiError;
 use super::write::store_error;
 use super::{objects, ApiServer};
@@ -20,15 +20,28 @@ impl ApiServer {
         let Some(classes) = lookup("node.k8s.io", "v1", "runtimeclasses") else {
             return Err(ApiError::internal("runtimeclasses are not registered"));
         };
-        let key = objects::key(classes, None, WASM_RUNTIME_CLASS);
-        let mut class = json!({
+        let class = json!({
             "apiVersion": "node.k8s.io/v1",
             "kind": "RuntimeClass",
             "metadata": { "name": WASM_RUNTIME_CLASS },
             "handler": WASM_RUNTIME_CLASS,
         });
-        objects::prepare_create(classes, &mut class)?;
-        let checked = objects::check(classes, class, objects::FieldValidation::Strict)?;
+        self.create_if_absent(classes, class).await
+    }
+
+    /// Stores `object` (cluster-scoped, named) unless an object of that name exists: the
+    /// objects every cluster starts with, safe to run on every start.
+    pub(super) async fn create_if_absent(
+        &self,
+        resource: &'static Resource,
+        mut object: Value,
+    ) -> Result<(), ApiError> {
+        let name = objects::meta_str(&object, "name")
+            .unwrap_or_default()
+            .to_string();
+        let key = objects::key(resource, None, &name);
+        objects::prepare_create(resource, &mut object)?;
+        let checked = objects::check(resource, object, objects::FieldValidation::Strict)?;
         let txn = Txn {
             compare: vec![Compare::Absent { key: key.clone() }],
             success: vec![Op::Put {

@@ -25,22 +25,8 @@ impl ApiServer {
             return Err(ApiError::internal("namespaces are not registered"));
         };
         for name in SYSTEM_NAMESPACES {
-            let key = objects::key(namespaces, None, name);
-            if self.store.get(&key).await.map_err(store_error)?.is_some() {
-                continue;
-            }
-            let mut ns = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name, "labels": { "kubernetes.io/metadata.name": name } } });
-            objects::prepare_create(namespaces, &mut ns)?;
-            let checked = objects::check(namespaces, ns, objects::FieldValidation::Strict)?;
-            let txn = Txn {
-                compare: vec![Compare::Absent { key: key.clone() }],
-                success: vec![Op::Put {
-                    key,
-                    value: objects::to_stored(&checked.object)?,
-                }],
-                failure: vec![],
-            };
-            self.store.txn(txn).await.map_err(store_error)?;
+            let ns = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name, "labels": { "kubernetes.io/metadata.name": name } } });
+            self.create_if_absent(namespaces, ns).await?;
         }
         Ok(())
     }
