@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+pub mod containerd;
 pub mod etcd;
 pub mod fleet;
 pub mod kube_client;
