@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod durable;
 pub mod hollow;
 pub mod image_cache;
+pub mod network;
 pub mod oci;
 pub mod pod;
 pub mod run;
