@@ -68,7 +68,10 @@ impl Containerd {
         let deadline = Instant::now() + STARTUP;
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!("containerd exited with {status}; its log:\n{}", self.log_tail());
+                bail!(
+                    "containerd exited with {status}; its log:\n{}",
+                    self.log_tail()
+                );
             }
             if self.socket().exists() && self.ctr(&["version"])?.status.success() {
                 return Ok(());
@@ -132,12 +135,12 @@ impl Containerd {
     /// Names listed by `ctr -n NAMESPACE <what> ls -q` (containers, tasks, snapshots, images).
     pub fn list(&self, namespace: &str, what: &str) -> Result<Vec<String>> {
         let out = match what {
-            // `ctr tasks ls` has no -q; its first column is the task id.
-            "tasks" => self.ctr_ok(&["-n", namespace, "tasks", "ls"])?,
+            // `ctr tasks ls` and `ctr snapshots ls` have no -q; their first column is the id.
+            "tasks" | "snapshots" => self.ctr_ok(&["-n", namespace, what, "ls"])?,
             _ => self.ctr_ok(&["-n", namespace, what, "ls", "-q"])?,
         };
         let mut lines = out.lines();
-        if what == "tasks" {
+        if what == "tasks" || what == "snapshots" {
             lines.next(); // header
         }
         Ok(lines
@@ -148,7 +151,8 @@ impl Containerd {
 
     /// The last lines of containerd's log, for failure messages.
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default();
+        let log =
+            std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default();
         let lines: Vec<_> = log.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
