@@ -191,7 +191,39 @@ impl Drop for Containerd {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        delete_runc_containers_under(self.dir.path());
         unmount_under(self.dir.path());
+    }
+}
+
+/// Force-deletes the runc containers whose bundle is under `dir`: a runc container outlives its
+/// killed shim (its processes keep running, its state stays in runc's host-wide root
+/// /run/containerd/runc/<namespace>), and would collide with the next run's ids.
+fn delete_runc_containers_under(dir: &Path) {
+    let Ok(namespaces) = std::fs::read_dir("/run/containerd/runc") else {
+        return;
+    };
+    let prefix = dir.to_string_lossy().to_string();
+    for root in namespaces.flatten().map(|e| e.path()) {
+        let Ok(out) = Command::new("runc")
+            .arg("--root")
+            .arg(&root)
+            .args(["list", "--format", "json"])
+            .output()
+        else {
+            continue;
+        };
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        for container in listed.as_array().into_iter().flatten() {
+            let bundle = container["bundle"].as_str().unwrap_or_default();
+            if let (true, Some(id)) = (bundle.starts_with(&prefix), container["id"].as_str()) {
+                let _ = Command::new("runc")
+                    .arg("--root")
+                    .arg(&root)
+                    .args(["delete", "--force", id])
+                    .status();
+            }
+        }
     }
 }
 

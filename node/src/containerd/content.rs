@@ -88,17 +88,26 @@ impl Containerd {
     }
 
     async fn write_blob(&self, blob: &Blob<'_>, lease: &Lease) -> Result<(), ContainerdError> {
-        let reference = format!("bramble-{}", blob.digest);
-        // A write cut short by an earlier crash leaves its ingest behind, holding the ref.
-        let _ = self
-            .content()
-            .abort(self.leased(
-                AbortRequest {
-                    r#ref: reference.clone(),
-                },
-                lease,
-            ))
-            .await;
+        // A ref of its own per write: two clients importing the same blob then both write it
+        // and the second commit finds it there. An ingest a crash leaves behind is held only
+        // by the (expiring) lease and then collected.
+        let reference = format!("bramble-{}-{}", blob.digest, super::io::unique_suffix());
+        let result = self.write_stream(blob, &reference, lease).await;
+        if result.is_err() {
+            let _ = self
+                .content()
+                .abort(self.leased(AbortRequest { r#ref: reference }, lease))
+                .await;
+        }
+        result
+    }
+
+    async fn write_stream(
+        &self,
+        blob: &Blob<'_>,
+        reference: &str,
+        lease: &Lease,
+    ) -> Result<(), ContainerdError> {
         let total = i64::try_from(blob.size).map_err(|_| ContainerdError::Image {
             image: blob.digest.to_owned(),
             reason: "blob size does not fit containerd's int64".to_owned(),
@@ -116,7 +125,7 @@ impl Containerd {
         };
         let message = |action: WriteAction, offset: i64, data: Vec<u8>| WriteContentRequest {
             action: action as i32,
-            r#ref: reference.clone(),
+            r#ref: reference.to_owned(),
             total,
             expected: blob.digest.to_owned(),
             offset,

@@ -22,8 +22,8 @@ pub enum ContainerdError {
         operation: &'static str,
         /// The container id, image name, digest or snapshot key it was about.
         object: String,
-        /// containerd's answer.
-        status: Status,
+        /// containerd's answer (boxed: a `Status` is large and errors travel by value).
+        status: Box<Status>,
     },
     /// A local file operation failed (FIFOs, state files, layer blobs).
     #[error("cannot {operation} {path}: {source}")]
@@ -80,7 +80,7 @@ impl ContainerdError {
         move |status| ContainerdError::Rpc {
             operation,
             object,
-            status,
+            status: Box::new(status),
         }
     }
 

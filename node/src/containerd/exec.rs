@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::connection::Containerd;
 use super::error::{absent_ok, ContainerdError};
-use super::io::{container_dir, prepare_fifos, remove_container_files};
+use super::io::{container_dir, prepare_fifos, remove_container_files, wake_readers};
 use super::spec::PROCESS_TYPE_URL;
 
 /// The FIFOs of an exec'd process (created if missing; the caller opens them).
@@ -37,7 +37,26 @@ pub struct ExecHandle {
 impl Containerd {
     /// Runs `args` in the running container `id` as process `exec_id`, with the container's
     /// environment, user, working directory and capabilities; no terminal.
+    ///
+    /// Open the output FIFOs' readers concurrently with this call (see
+    /// [`open_fifo_reader`](super::open_fifo_reader)); they see end of file if it fails.
     pub async fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        args: Vec<String>,
+        io: ExecIo,
+    ) -> Result<ExecHandle, ContainerdError> {
+        let mut fifos = vec![io.stdout.clone(), io.stderr.clone()];
+        fifos.extend(io.stdin.clone());
+        let result = self.exec_process(id, exec_id, args, io).await;
+        if result.is_err() {
+            wake_readers(fifos).await;
+        }
+        result
+    }
+
+    async fn exec_process(
         &self,
         id: &str,
         exec_id: &str,

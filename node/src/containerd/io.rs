@@ -58,9 +58,9 @@ pub(super) async fn prepare_fifos(
                         std::fs::create_dir_all(parent)
                             .map_err(ContainerdError::io("create", parent))?;
                     }
-                    rustix::fs::mkfifoat(rustix::fs::CWD, fifo, Mode::from_raw_mode(0o600))
-                        .map_err(|e| ContainerdError::io("create FIFO", fifo)(e.into()))?;
-                    created.push(fifo.clone());
+                    if make_fifo(fifo)? {
+                        created.push(fifo.clone());
+                    }
                 }
                 Err(e) => return Err(ContainerdError::io("inspect", fifo)(e)),
             }
@@ -84,6 +84,62 @@ pub(super) async fn prepare_fifos(
         Ok(held)
     })
     .await
+}
+
+/// Creates the FIFO unless it exists (also when another thread creates it at the same time);
+/// whether this call created it.
+fn make_fifo(path: &Path) -> Result<bool, ContainerdError> {
+    match rustix::fs::mkfifoat(rustix::fs::CWD, path, Mode::from_raw_mode(0o600)) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::EXIST) => Ok(false),
+        Err(e) => Err(ContainerdError::io("create FIFO", path)(e.into())),
+    }
+}
+
+/// Opens the read end of an output FIFO (creating it if missing), waiting until a writer has
+/// it open. Reads then see the output, and end of file once every writer has closed it.
+///
+/// When to call it: for a container, after [`Containerd::create`](super::Containerd::create)
+/// returned and before [`start`](super::Containerd::start) (or concurrently with `create`); for
+/// an exec, concurrently with [`exec`](super::Containerd::exec) (spawn it first): `create` and
+/// `exec` hold the FIFOs open while the shim attaches, which lets this return, and if they fail
+/// the reader sees end of file. A reader opened after a short-lived process has exited may
+/// find nothing, because the pipe's buffer goes away with its last open descriptor.
+pub async fn open_fifo_reader(
+    path: &Path,
+) -> Result<tokio::net::unix::pipe::Receiver, ContainerdError> {
+    let path = path.to_path_buf();
+    let file = blocking(move || {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(ContainerdError::io("create", parent))?;
+        }
+        make_fifo(&path)?;
+        // Blocking open: returns when a writer opens the FIFO. (A non-blocking reader opened
+        // before any writer would see neither data nor end of file from epoll.)
+        std::fs::File::open(&path).map_err(ContainerdError::io("open FIFO", &path))
+    })
+    .await?;
+    tokio::net::unix::pipe::Receiver::from_file(file)
+        .map_err(ContainerdError::io("register FIFO", "(FIFO reader)"))
+}
+
+/// Opens and closes each existing FIFO, so readers blocked in [`open_fifo_reader`] return (and
+/// see end of file) when the process they waited for will not come.
+pub(super) async fn wake_readers(fifos: Vec<PathBuf>) {
+    let _ = blocking(move || {
+        for fifo in &fifos {
+            let is_fifo = std::fs::metadata(fifo).is_ok_and(|m| m.file_type().is_fifo());
+            if is_fifo {
+                let _ = rustix::fs::open(
+                    fifo,
+                    OFlags::RDWR | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                    Mode::empty(),
+                );
+            }
+        }
+        Ok(())
+    })
+    .await;
 }
 
 /// Writes the generated `/etc` files a container gets when the caller passes none, returning

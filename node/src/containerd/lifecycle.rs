@@ -17,7 +17,9 @@ use containerd_client::types::Mount;
 
 use super::connection::Containerd;
 use super::error::{absent_ok, ContainerdError};
-use super::io::{container_dir, prepare_fifos, remove_container_files, write_etc_files};
+use super::io::{
+    container_dir, prepare_fifos, remove_container_files, wake_readers, write_etc_files,
+};
 use super::spec::{resolve_user, runtime_spec, EtcFiles, CGROUP_PARENT, SPEC_TYPE_URL};
 use super::{LaunchSpec, RUNC_RUNTIME};
 
@@ -32,7 +34,19 @@ impl Containerd {
     /// Creates the container (with a fresh snapshot from the image's chain id) and its task,
     /// not yet started. Labels are stored on the container. Stdout and stderr go to the FIFOs
     /// named in `spec` (created if missing). On failure nothing is left behind.
+    ///
+    /// Open the output FIFOs' readers after this returns and before [`start`](Self::start), or
+    /// concurrently with this call (see [`open_fifo_reader`](super::open_fifo_reader)); they
+    /// see end of file if it fails.
     pub async fn create(&self, spec: &LaunchSpec) -> Result<(), ContainerdError> {
+        let result = self.create_container(spec).await;
+        if result.is_err() {
+            wake_readers(vec![spec.stdout.clone(), spec.stderr.clone()]).await;
+        }
+        result
+    }
+
+    async fn create_container(&self, spec: &LaunchSpec) -> Result<(), ContainerdError> {
         check_id(&spec.id)?;
         if spec.args.is_empty() {
             return Err(ContainerdError::Spec {
