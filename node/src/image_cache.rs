@@ -48,6 +48,9 @@ pub struct PulledImage {
     pub manifest_digest: Digest,
     /// The manifest.
     pub manifest: ImageManifest,
+    /// Where the manifest's verified bytes are (its digest is `manifest_digest`); containerd's
+    /// content store needs the exact bytes, which re-serialising `manifest` would not give.
+    pub manifest_path: PathBuf,
     /// Wasm artifact or container image.
     pub kind: ImageKind,
     /// The config blob's bytes.
@@ -348,6 +351,7 @@ impl ImageCache {
             .collect();
         Ok(PulledImage {
             reference: reference.clone(),
+            manifest_path: self.store.manifest_path(&digest),
             manifest_digest: digest,
             manifest,
             kind,

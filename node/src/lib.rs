@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod connection;
+pub mod containerd;
 pub mod credentials;
 pub mod durable;
 pub mod hollow;

@@ -68,7 +68,10 @@ impl Containerd {
         let deadline = Instant::now() + STARTUP;
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!("containerd exited with {status}; its log:\n{}", self.log_tail());
+                bail!(
+                    "containerd exited with {status}; its log:\n{}",
+                    self.log_tail()
+                );
             }
             if self.socket().exists() && self.ctr(&["version"])?.status.success() {
                 return Ok(());
@@ -132,12 +135,12 @@ impl Containerd {
     /// Names listed by `ctr -n NAMESPACE <what> ls -q` (containers, tasks, snapshots, images).
     pub fn list(&self, namespace: &str, what: &str) -> Result<Vec<String>> {
         let out = match what {
-            // `ctr tasks ls` has no -q; its first column is the task id.
-            "tasks" => self.ctr_ok(&["-n", namespace, "tasks", "ls"])?,
+            // `ctr tasks ls` and `ctr snapshots ls` have no -q; their first column is the id.
+            "tasks" | "snapshots" => self.ctr_ok(&["-n", namespace, what, "ls"])?,
             _ => self.ctr_ok(&["-n", namespace, what, "ls", "-q"])?,
         };
         let mut lines = out.lines();
-        if what == "tasks" {
+        if what == "tasks" || what == "snapshots" {
             lines.next(); // header
         }
         Ok(lines
@@ -148,7 +151,8 @@ impl Containerd {
 
     /// The last lines of containerd's log, for failure messages.
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default();
+        let log =
+            std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default();
         let lines: Vec<_> = log.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
@@ -187,7 +191,39 @@ impl Drop for Containerd {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        delete_runc_containers_under(self.dir.path());
         unmount_under(self.dir.path());
+    }
+}
+
+/// Force-deletes the runc containers whose bundle is under `dir`: a runc container outlives its
+/// killed shim (its processes keep running, its state stays in runc's host-wide root
+/// /run/containerd/runc/<namespace>), and would collide with the next run's ids.
+fn delete_runc_containers_under(dir: &Path) {
+    let Ok(namespaces) = std::fs::read_dir("/run/containerd/runc") else {
+        return;
+    };
+    let prefix = dir.to_string_lossy().to_string();
+    for root in namespaces.flatten().map(|e| e.path()) {
+        let Ok(out) = Command::new("runc")
+            .arg("--root")
+            .arg(&root)
+            .args(["list", "--format", "json"])
+            .output()
+        else {
+            continue;
+        };
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        for container in listed.as_array().into_iter().flatten() {
+            let bundle = container["bundle"].as_str().unwrap_or_default();
+            if let (true, Some(id)) = (bundle.starts_with(&prefix), container["id"].as_str()) {
+                let _ = Command::new("runc")
+                    .arg("--root")
+                    .arg(&root)
+                    .args(["delete", "--force", id])
+                    .status();
+            }
+        }
     }
 }
 
