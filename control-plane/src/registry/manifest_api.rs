@@ -45,6 +45,22 @@ impl Registry {
         })
     }
 
+    /// A manifest of repository `name` by tag or digest, as this registry serves it (mirrors
+    /// included), for readers inside the control plane (the scheduler's image inspection).
+    pub async fn manifest(
+        &self,
+        name: &str,
+        reference: &str,
+    ) -> Result<StoredManifest, RegistryError> {
+        let reference = Reference::parse(reference)?;
+        self.resolve(name, &reference).await
+    }
+
+    /// A stored blob's bytes by digest, if this registry holds it.
+    pub async fn blob(&self, digest: &str) -> Result<Option<Vec<u8>>, RegistryError> {
+        self.storage.read_blob(&Digest::parse(digest)?).await
+    }
+
     /// Resolves a reference locally.
     async fn resolve_local(
         &self,

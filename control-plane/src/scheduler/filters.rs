@@ -108,8 +108,12 @@ pub fn check<'a>(
             return Err(Failure::Runtime);
         }
     }
-    if let Some(arch) = &pod.arch {
-        if node.labels().get(ARCH_LABEL) != Some(arch) {
+    if !pod.arches.is_empty() {
+        if !node
+            .labels()
+            .get(ARCH_LABEL)
+            .is_some_and(|arch| pod.arches.contains(arch))
+        {
             return Err(Failure::Arch);
         }
     }

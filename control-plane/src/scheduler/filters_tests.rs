@@ -174,7 +174,7 @@ fn runtime_and_arch_reasons() {
     let mut snapshot = one_node(label(roomy("a"), "kubernetes.io/arch", "arm64"));
     let wasm = RuntimeNeeds {
         handler: Some("wasm".to_owned()),
-        arch: None,
+        arches: Vec::new(),
     };
     let err = snapshot
         .schedule(&pod("p", "", ""), &wasm)
@@ -185,7 +185,7 @@ fn runtime_and_arch_reasons() {
     );
     let amd = RuntimeNeeds {
         handler: None,
-        arch: Some("amd64".to_owned()),
+        arches: vec!["amd64".to_owned()],
     };
     let err = snapshot
         .schedule(&pod("p", "", ""), &amd)

@@ -171,8 +171,8 @@ impl<'a> Diagnosis<'a> {
                 format!("node(s) didn't offer the runtime {handler:?}")
             }
             Reason::Arch => {
-                let arch = pod.arch.as_deref().unwrap_or_default();
-                format!("node(s) didn't match the image's architecture {arch:?}")
+                let arches = pod.arches.join(", ");
+                format!("node(s) didn't match the image's architecture {arches:?}")
             }
         };
         FitError {

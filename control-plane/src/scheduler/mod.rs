@@ -12,6 +12,7 @@
 
 mod filters;
 mod fit_error;
+pub mod image_facts;
 mod node_affinity;
 mod pod_affinity;
 mod pod_info;
@@ -38,14 +39,15 @@ use pod_affinity::InterPodState;
 use pod_info::Incoming;
 
 /// What the pod's runtime requires of a node, computed by the caller from its RuntimeClass
-/// and image: `handler` = a runtime the node must offer (e.g. "wasm", "containerd"), `arch` =
-/// the node arch a container image needs (None for Wasm, which runs on any arch).
+/// and images: a runtime handler the node must offer (e.g. "wasm", "runc") and the
+/// architectures a container image is built for (any for Wasm).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuntimeNeeds {
     /// A node offers runtime R when it has the label `bramble.dev/runtime-<R>: "true"`.
     pub handler: Option<String>,
-    /// Compared with the node's `kubernetes.io/arch` label.
-    pub arch: Option<String>,
+    /// The architectures the image is built for, compared with the node's
+    /// `kubernetes.io/arch` label; empty when any will do (Wasm, or an image not inspected).
+    pub arches: Vec<String>,
 }
 
 /// kube-scheduler's floor on how many feasible nodes to look for.

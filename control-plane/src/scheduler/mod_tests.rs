@@ -153,7 +153,7 @@ fn runtime_and_arch_needs_select_nodes() {
     let mut snapshot = snapshot_of(&[wasm, plain]);
     let needs = RuntimeNeeds {
         handler: Some("wasm".to_owned()),
-        arch: None,
+        arches: Vec::new(),
     };
     assert_eq!(
         snapshot.schedule(&pod("w", "", ""), &needs).as_deref(),
@@ -161,7 +161,7 @@ fn runtime_and_arch_needs_select_nodes() {
     );
     let needs = RuntimeNeeds {
         handler: None,
-        arch: Some("amd64".to_owned()),
+        arches: vec!["amd64".to_owned()],
     };
     assert_eq!(
         snapshot.schedule(&pod("x", "", ""), &needs).as_deref(),

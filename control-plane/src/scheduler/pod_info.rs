@@ -164,8 +164,8 @@ pub struct Incoming<'p> {
     pub controller: Option<&'p str>,
     /// The runtime handler the node must offer, and the label that says so.
     pub runtime: Option<(String, String)>,
-    /// The architecture the node must have.
-    pub arch: Option<String>,
+    /// The architectures the node may have (any when empty).
+    pub arches: Vec<String>,
 }
 
 impl<'p> Incoming<'p> {
@@ -197,7 +197,7 @@ impl<'p> Incoming<'p> {
                 .handler
                 .as_ref()
                 .map(|h| (h.clone(), format!("{RUNTIME_LABEL_PREFIX}{h}"))),
-            arch: needs.arch.clone(),
+            arches: needs.arches.clone(),
         })
     }
 

@@ -91,7 +91,7 @@ fn an_incoming_pod_becomes_an_assumed_entry() {
     let p = owned_by(pod_label(pod("p", "250m", ""), "app", "web"), "rs-1");
     let needs = RuntimeNeeds {
         handler: Some("wasm".to_owned()),
-        arch: None,
+        arches: Vec::new(),
     };
     let incoming = Incoming::parse(&p, &needs).expect("valid");
     assert_eq!(incoming.controller, Some("rs-1"));

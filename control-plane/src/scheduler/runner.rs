@@ -14,6 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::image_facts::{ImageFacts, ImageInspector};
 use super::queue::SchedulingQueue;
 use super::{RuntimeNeeds, Snapshot};
 use crate::apiserver::binding::Bind;
@@ -57,7 +58,19 @@ struct State {
     /// The FailedScheduling message last recorded per pod, so a pod retried with the same
     /// outcome does not write again.
     reported: HashMap<String, String>,
+    /// What the pods' images need of a node.
+    images: Arc<ImageInspector>,
 }
+
+/// A pod's needs, or that they are not known yet.
+enum Needs {
+    Known(RuntimeNeeds),
+    /// An image is being inspected; the pod waits for it.
+    Waiting,
+}
+
+/// The handler of container images when the pod names no RuntimeClass: containerd with runc.
+pub const CONTAINER_HANDLER: &str = crate::apiserver::builtin::RUNC_RUNTIME_CLASS;
 
 fn pod_of(object: &CachedObject) -> Option<Pod> {
     serde_json::from_slice(&object.json).ok()
@@ -91,7 +104,10 @@ fn holds_resources(pod: &Pod) -> bool {
 }
 
 impl State {
-    fn needs(&self, pod: &Pod) -> Result<RuntimeNeeds, String> {
+    /// What `pod` needs of a node: the handler of its RuntimeClass; and when the nodes differ
+    /// in runtimes or architectures (`mixed`), what its images need: a container image a node
+    /// with a container runtime and an architecture it is built for.
+    fn needs(&self, pod: &Pod, mixed: bool) -> Result<Needs, String> {
         let handler = match pod
             .spec
             .as_ref()
@@ -105,9 +121,45 @@ impl State {
                     .ok_or_else(|| format!("pod's RuntimeClass \"{class}\" does not exist"))?,
             ),
         };
-        Ok(RuntimeNeeds {
+        let mut needs = RuntimeNeeds {
             handler,
-            arch: None,
+            arches: Vec::new(),
+        };
+        if !mixed {
+            return Ok(Needs::Known(needs));
+        }
+        let spec = pod.spec.as_ref();
+        let images = spec
+            .into_iter()
+            .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
+            .filter_map(|c| c.image.as_deref());
+        let mut waiting = false;
+        for image in images {
+            match self.images.facts(image) {
+                None => waiting = true,
+                Some(ImageFacts::Container { arches }) => {
+                    if needs.handler.is_none() {
+                        needs.handler = Some(CONTAINER_HANDLER.to_owned());
+                    }
+                    if needs.arches.is_empty() {
+                        needs.arches = arches;
+                    } else {
+                        needs.arches.retain(|a| arches.contains(a));
+                        if needs.arches.is_empty() {
+                            return Err(format!(
+                                "the pod's container images are built for no common architecture ({image} is for {})",
+                                arches.join(", ")
+                            ));
+                        }
+                    }
+                }
+                Some(ImageFacts::Wasm | ImageFacts::Unknown) => {}
+            }
+        }
+        Ok(if waiting {
+            Needs::Waiting
+        } else {
+            Needs::Known(needs)
         })
     }
 
@@ -215,12 +267,14 @@ pub async fn run(api: Arc<ApiServer>, stop: CancellationToken) {
         }
     };
     let mut seen = api.cache.revision();
+    let (images, mut inspected) = ImageInspector::new(api.registry.clone(), &api.advertise);
     let mut state = State {
         snapshot: Snapshot::new(),
         queue: SchedulingQueue::default(),
         pending: HashMap::new(),
         handlers: HashMap::new(),
         reported: HashMap::new(),
+        images,
     };
     load(&api, &prefixes, &mut state);
     let mut binds: JoinSet<Vec<BindOutcome>> = JoinSet::new();
@@ -304,6 +358,11 @@ pub async fn run(api: Arc<ApiServer>, stop: CancellationToken) {
                 }
                 Err(RecvError::Closed) => break,
             },
+            Some(_) = inspected.recv() => {
+                // Pods waiting for this image's facts can be decided now.
+                while inspected.try_recv().is_ok() {}
+                state.queue.cluster_changed();
+            }
             Some(done) = binds.join_next(), if !binds.is_empty() => {
                 let Ok(results) = done else { continue };
                 for (pod, node, result) in results {
@@ -348,17 +407,23 @@ fn decide_batch(state: &mut State, events: &EventRecorder) -> (Vec<Decision>, Ve
     let mut batch = Vec::new();
     let mut failed = Vec::new();
     let now = Instant::now();
+    let mixed = state.snapshot.mixed_runtimes();
     while batch.len() < BATCH {
         let Some(uid) = state.queue.pop() else { break };
         let Some(pod) = state.pending.get(&uid).cloned() else {
             continue;
         };
-        let decision = state.needs(&pod).and_then(|needs| {
-            state
+        let decision = match state.needs(&pod, mixed) {
+            Ok(Needs::Waiting) => {
+                state.queue.park(&uid, now);
+                continue;
+            }
+            Ok(Needs::Known(needs)) => state
                 .snapshot
                 .schedule(&pod, &needs)
-                .map_err(|e| e.to_string())
-        });
+                .map_err(|e| e.to_string()),
+            Err(message) => Err(message),
+        };
         tracing::trace!(pod = ?pod.metadata.name, ?decision, "decided");
         match decision {
             Ok(node) => batch.push((pod, node)),

@@ -311,6 +311,24 @@ impl Snapshot {
         }
     }
 
+    /// Whether the nodes differ in the runtimes they offer or their architecture, so that
+    /// where a pod can run depends on its images. One pass over the nodes (per batch).
+    pub fn mixed_runtimes(&self) -> bool {
+        fn kind(node: &NodeInfo) -> Vec<(&String, &String)> {
+            node.labels()
+                .iter()
+                .filter(|(k, _)| {
+                    k.starts_with(super::RUNTIME_LABEL_PREFIX) || *k == super::filters::ARCH_LABEL
+                })
+                .collect()
+        }
+        let mut nodes = self.nodes.iter();
+        let Some(first) = nodes.next().map(kind) else {
+            return false;
+        };
+        nodes.any(|n| kind(n) != first)
+    }
+
     /// Forgets a node. Pods still bound to it stay accounted (until removed) in case it
     /// comes back.
     pub fn remove_node(&mut self, name: &str) {
