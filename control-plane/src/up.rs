@@ -50,6 +50,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         host_ip: "127.0.0.1".into(),
         image_budget: 1024 * 1024 * 1024,
         on_shutdown: bramble_node::run::OnShutdown::Keep,
+        containerd: None,
     };
     let node = tokio::spawn(run_node(credentials, options, shutdown.clone()));
     let served = server.await.context("the control plane task failed")?;

@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 
 use bramble_node::credentials::{self, Credentials};
-use bramble_node::run::{hostname, run_node, NodeOptions, OnShutdown};
+use bramble_node::run::{
+    hostname, run_node, ContainerdOptions, NodeOptions, OnShutdown, WasmRuntime,
+};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +50,28 @@ struct Common {
     /// Disk budget of the image cache, in MiB.
     #[arg(long, env = "BRAMBLE_IMAGE_BUDGET_MIB", default_value_t = 1024)]
     image_budget_mib: u64,
+    /// containerd's socket: the node then also runs OCI containers (runc) and, when containerd
+    /// finds containerd-shim-bramble-v1, Wasm through containerd.
+    #[arg(long, env = "BRAMBLE_CONTAINERD_SOCKET")]
+    containerd_socket: Option<PathBuf>,
+    /// The containerd namespace the node's containers live in.
+    #[arg(long, env = "BRAMBLE_CONTAINERD_NAMESPACE", default_value = "bramble")]
+    containerd_namespace: String,
+    /// Where Wasm pods that name no RuntimeClass run: in the agent, or through containerd and
+    /// Bramble's shim.
+    #[arg(
+        long,
+        env = "BRAMBLE_WASM_RUNTIME",
+        value_enum,
+        default_value = "in-process"
+    )]
+    wasm_runtime: WasmRuntime,
+    /// The subnet container pods get their IPs from (one per node).
+    #[arg(long, env = "BRAMBLE_POD_CIDR", default_value = "10.88.0.0/16")]
+    pod_cidr: String,
+    /// The bridge container pods are attached to.
+    #[arg(long, env = "BRAMBLE_POD_BRIDGE", default_value = "bramble0")]
+    pod_bridge: String,
 }
 
 #[derive(Subcommand)]
@@ -191,6 +215,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             (credentials, common)
         }
     };
+    let containerd = common.containerd_socket.map(|socket| ContainerdOptions {
+        socket,
+        namespace: common.containerd_namespace,
+        wasm_through_shim: common.wasm_runtime == WasmRuntime::Containerd,
+        pod_cidr: common.pod_cidr,
+        bridge: common.pod_bridge,
+    });
     let options = NodeOptions {
         data_dir: common.data_dir,
         board: common.board,
@@ -198,6 +229,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         host_ip: common.node_ip,
         image_budget: common.image_budget_mib.saturating_mul(1024 * 1024),
         on_shutdown: common.on_shutdown,
+        containerd,
     };
     run_node(credentials, options, shutdown).await
 }

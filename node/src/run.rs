@@ -24,6 +24,32 @@ pub struct NodeOptions {
     pub image_budget: u64,
     /// What a shutdown does with the pods.
     pub on_shutdown: OnShutdown,
+    /// containerd, on nodes that run containers.
+    pub containerd: Option<ContainerdOptions>,
+}
+
+/// How a node reaches containerd and networks its container pods.
+#[derive(Debug, Clone)]
+pub struct ContainerdOptions {
+    /// containerd's gRPC socket.
+    pub socket: PathBuf,
+    /// The containerd namespace of the node's containers.
+    pub namespace: String,
+    /// Wasm pods that name no RuntimeClass run through containerd and Bramble's shim.
+    pub wasm_through_shim: bool,
+    /// The pod subnet of this node.
+    pub pod_cidr: String,
+    /// The bridge pods are attached to.
+    pub bridge: String,
+}
+
+/// Where Wasm pods that name no RuntimeClass run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WasmRuntime {
+    /// In the agent's own process (wasmtime): the lightest.
+    InProcess,
+    /// Through containerd and containerd-shim-bramble-v1.
+    Containerd,
 }
 
 /// What the agent does with its pods when it is asked to stop (SIGTERM).
@@ -59,6 +85,7 @@ pub async fn run_node(
         image_budget: options.image_budget,
         log_max_bytes: 10 * 1024 * 1024,
         log_max_files: 3,
+        containerd: options.containerd.clone(),
     };
     let (agent, events) = Agent::open(config, registry).await?;
     // The connection outlives the sync loop by the drain, so final statuses reach the server.

@@ -164,7 +164,33 @@ pub fn desired_pod(api: &ApiServer, object: &CachedObject) -> DesiredPod {
         pod_json: object.json.to_vec(),
         config_maps: fetch("configmaps", config_maps),
         secrets: fetch("secrets", secrets),
+        runtime_handler: runtime_handler(api, &pod),
     }
+}
+
+/// The handler of the pod's RuntimeClass, as the kubelet resolves it; empty when the pod
+/// names none or the class is gone (the scheduler does not place a pod whose class does
+/// not exist, so that is a class deleted since).
+fn runtime_handler(api: &ApiServer, pod: &Value) -> String {
+    let Some(class) = pod
+        .pointer("/spec/runtimeClassName")
+        .and_then(Value::as_str)
+    else {
+        return String::new();
+    };
+    let Some(resource) = lookup("node.k8s.io", "v1", "runtimeclasses") else {
+        return String::new();
+    };
+    api.cache
+        .get(&objects::key(resource, None, class))
+        .and_then(|cached| {
+            cached
+                .value()
+                .get("handler")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
 }
 
 /// Names of the ConfigMaps and Secrets a pod references in env, envFrom and volumes.

@@ -18,6 +18,9 @@ pub struct StoredPod {
     pub config_maps: BTreeMap<String, serde_json::Value>,
     /// Referenced Secrets by name.
     pub secrets: BTreeMap<String, serde_json::Value>,
+    /// The handler of the pod's RuntimeClass; empty when it names none.
+    #[serde(default)]
+    pub runtime_handler: String,
 }
 
 /// The directory of desired state.
@@ -107,6 +110,7 @@ mod tests {
             pod: serde_json::json!({"metadata": {"name": "p"}}),
             config_maps: BTreeMap::new(),
             secrets: BTreeMap::new(),
+            runtime_handler: String::new(),
         };
         store.put(&pod).expect("put");
         store.set_revision(42).expect("rev");

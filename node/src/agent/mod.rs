@@ -3,6 +3,7 @@
 //! (`sync.rs`, `start.rs`), reports their status like a kubelet, and serves the streams the
 //! control plane opens for logs, exec, attach and port-forward (`streams.rs`, `logs.rs`).
 
+mod containers;
 pub mod desired_store;
 mod logs;
 mod start;
@@ -79,6 +80,8 @@ pub struct AgentConfig {
     pub log_max_bytes: u64,
     /// Log files kept per container.
     pub log_max_files: u32,
+    /// containerd, on nodes that run containers.
+    pub containerd: Option<crate::run::ContainerdOptions>,
 }
 
 /// Why the agent could not start.
@@ -95,6 +98,9 @@ pub enum AgentError {
     /// The Wasm engine, cache or image cache could not be set up.
     #[error("cannot set up the Wasm runtime: {0}")]
     Runtime(String),
+    /// containerd or the pod network could not be set up.
+    #[error("cannot use containerd: {0}")]
+    Containerd(String),
 }
 
 /// A desired pod, parsed.
@@ -176,6 +182,8 @@ pub struct Agent {
     /// Set by [`Agent::stop_pods`]: containers are stopped and not restarted.
     pub(crate) stopping: std::sync::atomic::AtomicBool,
     pub(crate) streams: Streams,
+    /// containerd and the pod network, on nodes that run containers.
+    pub(crate) containerd: Option<containers::ContainerdRuntime>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -211,6 +219,10 @@ impl Agent {
                 Err(e) => tracing::warn!(error = %e, "skipping a stored pod that does not parse"),
             }
         }
+        let containerd = match &config.containerd {
+            Some(options) => Some(open_containerd(options, &config.data_dir, &desired).await?),
+            None => None,
+        };
         let (events, rx) = mpsc::unbounded_channel();
         let agent = Arc::new(Agent {
             config,
@@ -231,6 +243,7 @@ impl Agent {
             events,
             stopping: Default::default(),
             streams: Streams::default(),
+            containerd,
         });
         tracing::info!(
             pods = lock(&agent.desired).len(),
@@ -297,7 +310,7 @@ impl Agent {
             agent_version: AGENT_VERSION.to_string(),
             allocatable: capacity.clone(),
             capacity,
-            runtimes: vec!["wasm".to_string()],
+            runtimes: self.runtimes(),
             addresses: vec![
                 NodeAddress {
                     r#type: "InternalIP".into(),
@@ -430,6 +443,7 @@ impl Agent {
             },
             config_maps: parse(pod.config_maps),
             secrets: parse(pod.secrets),
+            runtime_handler: pod.runtime_handler,
         };
         if lock(&self.desired)
             .get(&stored.uid)
@@ -469,4 +483,72 @@ impl Agent {
             }
         }
     }
+}
+
+impl Agent {
+    /// The runtime handlers this node offers (the scheduler matches RuntimeClasses to them).
+    fn runtimes(&self) -> Vec<String> {
+        let mut runtimes = vec!["wasm".to_string()];
+        if let Some(rt) = &self.containerd {
+            runtimes.push("runc".to_string());
+            if rt.has_wasm_shim {
+                runtimes.push("wasm-shim".to_string());
+            }
+        }
+        runtimes
+    }
+}
+
+/// Connects to containerd and the pod network and takes stock of what an earlier agent
+/// process left there.
+async fn open_containerd(
+    options: &crate::run::ContainerdOptions,
+    data_dir: &std::path::Path,
+    desired: &HashMap<String, Arc<Desired>>,
+) -> Result<containers::ContainerdRuntime, AgentError> {
+    let failed = |what: &str, e: String| AgentError::Containerd(format!("{what}: {e}"));
+    let client = crate::containerd::Containerd::connect(crate::containerd::ContainerdConfig {
+        socket: options.socket.clone(),
+        namespace: options.namespace.clone(),
+        snapshotter: "overlayfs".to_string(),
+        state_dir: data_dir.join("containerd"),
+    })
+    .await
+    .map_err(|e| {
+        failed(
+            &format!("cannot reach {}", options.socket.display()),
+            e.to_string(),
+        )
+    })?;
+    let network = crate::network::PodNetwork::new(crate::network::PodNetworkConfig {
+        plugin_dirs: vec!["/usr/lib/cni".into(), "/opt/cni/bin".into()],
+        state_dir: data_dir.join("network"),
+        bridge: options.bridge.clone(),
+        subnet: options.pod_cidr.clone(),
+        network_name: "bramble".to_string(),
+    })
+    .map_err(|e| failed("cannot set up the pod network", e.to_string()))?;
+    containers::ContainerdRuntime::open(
+        client,
+        network,
+        options.wasm_through_shim,
+        wasm_shim_installed(),
+        desired,
+    )
+    .await
+    .map_err(|e| failed("cannot list its containers", e))
+}
+
+/// Whether containerd-shim-bramble-v1 is where containerd looks for shims: on PATH, or next to
+/// this binary (as the release archive and the test build lay them out).
+fn wasm_shim_installed() -> bool {
+    const SHIM: &str = "containerd-shim-bramble-v1";
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(SHIM)));
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    beside
+        .into_iter()
+        .chain(std::env::split_paths(&path).map(|dir| dir.join(SHIM)))
+        .any(|candidate| candidate.is_file())
 }

@@ -1,4 +1,5 @@
-//! Starting one container: resolve its image (from the cache, pulling when needed), load the
+//! Starting one container: resolve its image (from the cache, pulling when needed), choose
+//! where it runs (Wasm in the agent, or containerd: `containers.rs`), load the
 //! program (compiled once, cached by digest), build the sandbox from the pod spec, attach the
 //! log files, and run it: a command until it exits, a wasi:http component as a server on its
 //! container port until it is stopped. Everything it learns goes back to the sync loop as
@@ -14,8 +15,10 @@ use bramble_wasm_shim::log::{LogConfig, LogStream, RotatingLog};
 use k8s_openapi::api::core::v1::Container;
 use time::OffsetDateTime;
 
-use super::sync::{Event, Stopper};
+use super::containers;
+use super::sync::{Event, Launched, Stopper};
 use super::{Agent, Desired};
+use crate::image_cache::PulledImage;
 use crate::oci::manifest::ImageKind;
 use crate::oci::reference::Reference;
 use crate::pod::events::{self, Happening};
@@ -35,6 +38,7 @@ pub(crate) async fn run_container(
     attempt: u64,
     restart_count: i32,
     stop: Stopper,
+    adopt: Option<String>,
 ) {
     let uid = desired.stored.uid.clone();
     let name = container.name.clone();
@@ -53,8 +57,35 @@ pub(crate) async fn run_container(
             message,
         }
     };
-    let (program, image_id) = match agent.load_program(&container, &record).await {
-        Ok(loaded) => loaded,
+    let (pulled, reference, image_id) = match agent.pull_image(&container, &record).await {
+        Ok(pulled) => pulled,
+        Err(e) => return event(failed(e)),
+    };
+    let runtime = match agent.route(&desired, &pulled) {
+        Ok(runtime) => runtime,
+        Err(e) => return event(failed(e)),
+    };
+    if let Some(runtime) = runtime {
+        let start = containers::Start {
+            desired: desired.clone(),
+            container,
+            volumes,
+            attempt,
+            restart_count,
+            stop,
+            image: pulled,
+            reference,
+            image_id,
+            runtime,
+        };
+        let outcome = match adopt {
+            Some(id) => agent.adopt_in_containerd(start, id).await,
+            None => agent.run_in_containerd(start, &record).await,
+        };
+        return event(outcome);
+    }
+    let program = match agent.load_wasm(&pulled, &container).await {
+        Ok(program) => program,
         Err(e) => return event(failed(e)),
     };
     let mut spec = {
@@ -78,7 +109,7 @@ pub(crate) async fn run_container(
             uid: uid.clone(),
             container: name.clone(),
             attempt,
-            program: program.clone(),
+            launched: Launched::Wasm(program.clone()),
             image_id: image_id.to_string(),
         }
     };
@@ -155,13 +186,14 @@ pub(crate) fn http_port(container: &Container) -> u16 {
 }
 
 impl Agent {
-    /// The container's program and image id, pulling the image when the policy asks for it;
-    /// `record` is told what the kubelet's image manager would record.
-    pub(crate) async fn load_program(
+    /// The container's image (with its reference and the image id the status shows), pulled
+    /// when the policy asks for it; `record` is told what the kubelet's image manager would
+    /// record.
+    pub(crate) async fn pull_image(
         &self,
         container: &Container,
         record: &(dyn Fn(Happening) + Sync),
-    ) -> Result<(Program, String), StartError> {
+    ) -> Result<(PulledImage, String, String), StartError> {
         let image = container
             .image
             .as_deref()
@@ -216,15 +248,68 @@ impl Agent {
                 pulled
             }
         };
-        if pulled.kind != ImageKind::Wasm {
-            return Err((
+        let image_id = format!("{}@{}", reference.repository(), pulled.manifest_digest);
+        Ok((pulled, image.to_string(), image_id))
+    }
+
+    /// Where the container runs: None for Wasm in the agent, else the containerd runtime. By
+    /// the pod's RuntimeClass handler when it names one, else by what the image is.
+    pub(crate) fn route(
+        &self,
+        desired: &Desired,
+        pulled: &PulledImage,
+    ) -> Result<Option<&'static str>, StartError> {
+        let handler = desired.stored.runtime_handler.as_str();
+        let containerd = self.containerd.as_ref();
+        let no_containerd = |what: &str| {
+            (
                 "CreateContainerError",
                 format!(
-                    "image {image} is a container image; node {} runs only Wasm (start the node with containerd to run containers)",
+                    "{what}; node {} runs only Wasm in its own process (start the node with --containerd-socket to run containers)",
                     self.config.node_name
                 ),
-            ));
+            )
+        };
+        let image = &pulled.reference;
+        match (handler, pulled.kind) {
+            ("runc", ImageKind::Container) | ("", ImageKind::Container) => match containerd {
+                Some(_) => Ok(Some(crate::containerd::RUNC_RUNTIME)),
+                None => Err(no_containerd(&format!("image {image} is a container image"))),
+            },
+            ("runc", _) => Err((
+                "CreateContainerError",
+                format!("image {image} is not a container image, which RuntimeClass handler \"runc\" needs"),
+            )),
+            ("wasm-shim", ImageKind::Wasm | ImageKind::Container) => match containerd {
+                Some(rt) if rt.has_wasm_shim => Ok(Some(crate::containerd::BRAMBLE_RUNTIME)),
+                Some(_) => Err((
+                    "CreateContainerError",
+                    format!("node {}'s containerd has no containerd-shim-bramble-v1", self.config.node_name),
+                )),
+                None => Err(no_containerd("RuntimeClass handler \"wasm-shim\" runs Wasm through containerd")),
+            },
+            ("wasm", ImageKind::Wasm) => Ok(None),
+            ("", ImageKind::Wasm) => Ok(containerd
+                .filter(|rt| rt.wasm_through_shim && rt.has_wasm_shim)
+                .map(|_| crate::containerd::BRAMBLE_RUNTIME)),
+            ("wasm" | "", _) => Err((
+                "CreateContainerError",
+                format!("image {image} is neither a Wasm module nor a container image"),
+            )),
+            (other, _) => Err((
+                "CreateContainerError",
+                format!("RuntimeClass handler {other:?} is not offered by node {}", self.config.node_name),
+            )),
         }
+    }
+
+    /// The Wasm program of a pulled Wasm artifact, compiled (or found in the module cache).
+    pub(crate) async fn load_wasm(
+        &self,
+        pulled: &PulledImage,
+        container: &Container,
+    ) -> Result<Program, StartError> {
+        let image = container.image.as_deref().unwrap_or_default();
         let path = pulled
             .module_path()
             .ok_or((
@@ -232,7 +317,6 @@ impl Agent {
                 format!("image {image} holds no Wasm module"),
             ))?
             .to_path_buf();
-        let image_id = format!("{}@{}", reference.repository(), pulled.manifest_digest);
         let runner = self.runner.clone();
         let program = tokio::task::spawn_blocking(move || {
             let bytes =
@@ -242,7 +326,7 @@ impl Agent {
         .await
         .map_err(|e| ("CreateContainerError", e.to_string()))?
         .map_err(|e| ("CreateContainerError", e))?;
-        Ok((program, image_id))
+        Ok(program)
     }
 
     /// The log file of one start of a container: `pods/<uid>/logs/<container>/<n>.log`.
@@ -258,7 +342,7 @@ impl Agent {
             .join(format!("{restart_count}.log"))
     }
 
-    fn open_log(
+    pub(crate) fn open_log(
         &self,
         uid: &str,
         container: &str,

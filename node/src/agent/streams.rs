@@ -17,8 +17,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::logs::{self, Selection};
-use super::sync::Phase;
+use super::sync::{Launched, Phase};
 use super::{lock, Agent};
+use crate::containerd::{make_fifo, open_fifo_reader, ExecIo};
 use crate::pod::container_sandbox;
 
 /// Poll interval of a followed log file.
@@ -308,7 +309,7 @@ impl Agent {
         out: &Out,
         mut input: mpsc::Receiver<Input>,
     ) -> Result<Option<i32>, String> {
-        let (desired, program, spec, volumes) = {
+        let (desired, launched, spec, volumes) = {
             let desired = lock(&self.desired)
                 .get(&r.pod_uid)
                 .cloned()
@@ -320,15 +321,24 @@ impl Agent {
             let slot = runtime
                 .slot(&r.container)
                 .ok_or_else(|| format!("container {} is not valid for this pod", r.container))?;
-            let program = slot
-                .program
+            let launched = slot
+                .launched
                 .clone()
                 .ok_or_else(|| format!("container {} has not started", r.container))?;
-            let volumes = runtime
-                .volumes_for_exec()
-                .ok_or_else(|| "the pod's volumes are not ready".to_string())?;
-            (desired.clone(), program, slot.spec.clone(), volumes)
+            (
+                desired.clone(),
+                launched,
+                slot.spec.clone(),
+                runtime.volumes_for_exec(),
+            )
         };
+        let program = match launched {
+            Launched::Wasm(program) => program,
+            Launched::Container { id } => {
+                return self.serve_container_exec(r, id, out, input).await;
+            }
+        };
+        let volumes = volumes.ok_or_else(|| "the pod's volumes are not ready".to_string())?;
         if !program.is_command() {
             return Err(format!("container {} runs a wasi:http component, which has no command to exec; exec needs a WASI command module", r.container));
         }
@@ -394,6 +404,111 @@ impl Agent {
         }
     }
 
+    /// exec in a container pod: a process in the running container (containerd exec), its
+    /// output streamed back through FIFOs, its exit code ending the stream.
+    async fn serve_container_exec(
+        &self,
+        r: bramble_api::node_protocol::ExecRequest,
+        id: String,
+        out: &Out,
+        mut input: mpsc::Receiver<Input>,
+    ) -> Result<Option<i32>, String> {
+        let rt = self
+            .containerd
+            .as_ref()
+            .ok_or_else(|| "this node has no containerd".to_string())?;
+        let exec_id = format!("exec-{}", super::containers::unique_suffix());
+        let dir = self.fifo_dir(&r.pod_uid).join(&exec_id);
+        let io = ExecIo {
+            stdin: r.stdin.then(|| dir.join("stdin")),
+            stdout: dir.join("stdout"),
+            stderr: dir.join("stderr"),
+        };
+        let (tx, mut rx) = mpsc::unbounded_channel::<(Channel, Vec<u8>)>();
+        let stderr_channel = if r.tty {
+            Channel::Stdout
+        } else {
+            Channel::Stderr
+        };
+        // The readers go first: the shim attaches to the FIFOs while exec runs.
+        for (path, channel) in [
+            (io.stdout.clone(), Channel::Stdout),
+            (io.stderr.clone(), stderr_channel),
+        ] {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let Ok(mut reader) = open_fifo_reader(&path).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 16 * 1024];
+                while let Ok(n) = reader.read(&mut buf).await {
+                    if n == 0 || tx.send((channel, buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut stdin = match &io.stdin {
+            Some(path) => {
+                make_fifo(path).map_err(|e| e.to_string())?;
+                // Read-write, so opening does not wait for the shim to open its end.
+                Some(
+                    tokio::net::unix::pipe::OpenOptions::new()
+                        .read_write(true)
+                        .open_sender(path)
+                        .map_err(|e| format!("cannot open {}: {e}", path.display()))?,
+                )
+            }
+            None => None,
+        };
+        let exec = rt.client.exec(&id, &exec_id, r.command.clone(), io).await;
+        let process = match exec {
+            Ok(process) => process,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e.to_string());
+            }
+        };
+        let forward = async {
+            while let Some((channel, data)) = rx.recv().await {
+                if !out.data(channel, data).await {
+                    return;
+                }
+            }
+        };
+        let cancelled = async {
+            loop {
+                match input.recv().await {
+                    None | Some(Input::Close(Channel::Unspecified)) => return,
+                    Some(Input::Data(Channel::Stdin, bytes)) => {
+                        if let Some(writer) = stdin.as_mut() {
+                            if writer.write_all(&bytes).await.is_err() {
+                                stdin = None;
+                            }
+                        }
+                    }
+                    Some(Input::Close(Channel::Stdin)) => {
+                        stdin = None;
+                        let _ = process.close_stdin().await;
+                    }
+                    // No terminal to resize: exec runs without one.
+                    Some(_) => {}
+                }
+            }
+        };
+        let killed = tokio::select! {
+            _ = forward => false,
+            _ = cancelled => true,
+        };
+        if killed {
+            let _ = process.kill(9).await;
+        }
+        let code = process.wait().await.map_err(|e| e.to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        code.map(|c| Some(i32::try_from(c).unwrap_or(i32::MAX)))
+    }
+
     async fn serve_port_forward(
         &self,
         r: bramble_api::node_protocol::PortForwardRequest,
@@ -404,7 +519,13 @@ impl Agent {
         if !lock(&self.desired).contains_key(&r.pod_uid) {
             return Err(format!("pod {} is not on this node", r.pod_uid));
         }
-        let host = self.config.host_ip.clone();
+        // A container pod listens in its own network namespace, reached at its pod IP; a Wasm
+        // pod shares the node's.
+        let host = self
+            .containerd
+            .as_ref()
+            .and_then(|rt| rt.pod_ip(&r.pod_uid))
+            .unwrap_or_else(|| self.config.host_ip.clone());
         let stream = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|e| format!("failed to connect to localhost:{port} inside the pod: {e}"))?;

@@ -27,6 +27,18 @@ use crate::pod::{
 /// Retry delay for pods whose volumes could not be prepared.
 const VOLUME_RETRY: Duration = Duration::from_secs(10);
 
+/// What a started container runs as, for exec.
+#[derive(Clone)]
+pub enum Launched {
+    /// A Wasm instance in the agent.
+    Wasm(Program),
+    /// A container in containerd, by id.
+    Container {
+        /// containerd's container id.
+        id: String,
+    },
+}
+
 /// What container tasks and probes tell the loop.
 pub enum Event {
     /// The instance is running.
@@ -37,8 +49,8 @@ pub enum Event {
         container: String,
         /// Which start of the container this is about.
         attempt: u64,
-        /// The loaded program (kept for exec).
-        program: Program,
+        /// What runs (kept for exec).
+        launched: Launched,
         /// Image digest.
         image_id: String,
     },
@@ -127,7 +139,7 @@ pub(crate) struct Slot {
     /// Started before, in this life or (from the stored status) a previous one.
     pub ever_started: bool,
     pub phase: Phase,
-    pub program: Option<Program>,
+    pub launched: Option<Launched>,
     /// `spec.containers{name}` or `spec.initContainers{name}`, for events.
     pub field_path: String,
     /// The running instance was told to stop and its Killing event sent.
@@ -187,7 +199,7 @@ impl Slot {
             attempt: 0,
             ever_started: was_started,
             phase,
-            program: None,
+            launched: None,
             field_path,
             killing: false,
             backoff_announced: Announced::default(),
@@ -422,7 +434,7 @@ impl Agent {
         let now = Instant::now();
         match event {
             Event::Started {
-                program, image_id, ..
+                launched, image_id, ..
             } => {
                 let Phase::Starting(stop) = &slot.phase else {
                     return;
@@ -434,7 +446,7 @@ impl Agent {
                 slot.record.image_id = image_id;
                 slot.record.started = Some(probes.started());
                 slot.record.ready = probes.ready();
-                slot.program = Some(program);
+                slot.launched = Some(launched);
                 slot.phase = Phase::Running {
                     stop: stop.clone(),
                     probes: Box::new(probes),
@@ -797,10 +809,18 @@ impl Agent {
 
     /// Hands the container to a start task.
     fn start(self: &Arc<Self>, slot: &mut Slot, desired: &Arc<Desired>, volumes: &PodVolumes) {
+        // A container still running in containerd from an earlier agent process is adopted,
+        // not started again: same start, same restart count.
+        let adopted = self
+            .containerd
+            .as_ref()
+            .and_then(|rt| rt.take_adoptable(&desired.stored.uid, &slot.name));
         slot.attempt += 1;
         slot.killing = false;
-        if slot.ever_started {
-            slot.record.restart_count += 1;
+        match &adopted {
+            Some(found) => slot.record.restart_count = found.restart_count,
+            None if slot.ever_started => slot.record.restart_count += 1,
+            None => {}
         }
         slot.ever_started = true;
         if let ContainerState::Terminated { .. } = slot.record.state {
@@ -820,6 +840,7 @@ impl Agent {
             slot.attempt,
             slot.record.restart_count,
             stop,
+            adopted.map(|a| a.id),
         ));
     }
 
@@ -880,12 +901,18 @@ impl Agent {
 
     fn status_of(&self, runtime: &PodRuntime, desired: &Desired) -> PodStatus {
         let records = |slots: &[Slot]| slots.iter().map(|s| s.record.clone()).collect::<Vec<_>>();
+        // Container pods have their own IP on the pod network; Wasm pods share the node's.
+        let pod_ip = self
+            .containerd
+            .as_ref()
+            .and_then(|rt| rt.pod_ip(&runtime.uid))
+            .unwrap_or_else(|| self.config.host_ip.clone());
         pod_status(
             &desired.pod,
             &records(&runtime.init),
             &records(&runtime.containers),
             runtime.previous.as_ref(),
-            &self.config.host_ip,
+            &pod_ip,
             &self.config.host_ip,
             OffsetDateTime::now_utc(),
         )
@@ -941,7 +968,15 @@ impl Agent {
         }
     }
 
-    fn forget_pod(&self, uid: &str) {
+    fn forget_pod(self: &Arc<Self>, uid: &str) {
+        if self.containerd.is_some() {
+            let (agent, uid) = (self.clone(), uid.to_string());
+            tokio::spawn(async move {
+                if let Some(rt) = &agent.containerd {
+                    rt.release_pod(&uid).await;
+                }
+            });
+        }
         let dir = self.pod_dir(uid);
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {

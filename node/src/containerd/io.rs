@@ -88,7 +88,7 @@ pub(super) async fn prepare_fifos(
 
 /// Creates the FIFO unless it exists (also when another thread creates it at the same time);
 /// whether this call created it.
-fn make_fifo(path: &Path) -> Result<bool, ContainerdError> {
+pub fn make_fifo(path: &Path) -> Result<bool, ContainerdError> {
     match rustix::fs::mkfifoat(rustix::fs::CWD, path, Mode::from_raw_mode(0o600)) {
         Ok(()) => Ok(true),
         Err(rustix::io::Errno::EXIST) => Ok(false),

@@ -31,7 +31,7 @@ pub use connection::Containerd;
 pub use error::ContainerdError;
 pub use exec::{ExecHandle, ExecIo};
 pub use image::ImageConfig;
-pub use io::open_fifo_reader;
+pub use io::{make_fifo, open_fifo_reader};
 pub use spec::{container_args, merge_env};
 
 /// The runc shim, for Linux containers.
