@@ -16,6 +16,8 @@ pub mod fleet;
 pub mod kube_client;
 pub mod memory;
 pub mod node;
+pub mod pod_starts;
+pub mod skopeo;
 pub mod stats;
 pub mod upstream_registry;
 

@@ -97,6 +97,8 @@ pub struct Node {
     pub name: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Flags given at join, given again when the agent is started again.
+    extra: Vec<String>,
 }
 
 impl Node {
@@ -112,6 +114,7 @@ impl Node {
             name: name.to_string(),
             dir,
             child: None,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         let url = cluster.url();
         let mut args = vec!["join", "--server", &url, "--token", token, "--name", name];
@@ -193,6 +196,11 @@ impl Node {
         Ok(walk(&self.dir.path().join("data").join(sub)))
     }
 
+    /// The agent's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// The agent's pid.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -234,7 +242,10 @@ impl Node {
 
     /// Starts the agent again from its data directory (`bramble-node run`).
     pub fn start_again(&mut self) -> Result<()> {
-        self.spawn(&["run"])
+        let extra = self.extra.clone();
+        let mut args = vec!["run"];
+        args.extend(extra.iter().map(String::as_str));
+        self.spawn(&args)
     }
 }
 

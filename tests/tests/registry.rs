@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
+use bramble_tests::skopeo::Skopeo;
 use bramble_tests::upstream_registry::UpstreamRegistry;
 use bramble_tests::{kube_client, Cluster};
 use serde_json::Value;
@@ -21,65 +22,6 @@ fn images_dir() -> Result<PathBuf> {
         dir.display()
     );
     Ok(dir)
-}
-
-struct Skopeo {
-    cert_dir: PathBuf,
-    creds: String,
-}
-
-impl Skopeo {
-    fn for_cluster(c: &Cluster) -> Result<Skopeo> {
-        let cert_dir = c.scratch().join("skopeo-certs");
-        std::fs::create_dir_all(&cert_dir)?;
-        std::fs::copy(c.data_dir().join("pki/ca.crt"), cert_dir.join("ca.crt"))?;
-        let token = std::fs::read_to_string(c.data_dir().join("pki/admin.token"))?;
-        Ok(Skopeo {
-            cert_dir,
-            creds: format!("admin:{}", token.trim()),
-        })
-    }
-
-    fn run(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new("skopeo")
-            .args(args)
-            .output()
-            .context("skopeo is not installed (the test command installs it)")?;
-        if !out.status.success() {
-            bail!(
-                "skopeo {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn push(&self, from: &str, to: &str) -> Result<String> {
-        let cert = self.cert_dir.to_string_lossy().to_string();
-        self.run(&[
-            "copy",
-            "--dest-cert-dir",
-            &cert,
-            "--dest-creds",
-            &self.creds,
-            from,
-            to,
-        ])
-    }
-
-    fn pull(&self, from: &str, to: &str) -> Result<String> {
-        let cert = self.cert_dir.to_string_lossy().to_string();
-        self.run(&[
-            "copy",
-            "--src-cert-dir",
-            &cert,
-            "--src-creds",
-            &self.creds,
-            from,
-            to,
-        ])
-    }
 }
 
 /// Every blob (layers, config, manifest) of an OCI layout, by digest.

@@ -8,32 +8,22 @@
 //! harness. Run: `cargo build --release --workspace --bins && BRAMBLE_IMAGES_DIR=target/images
 //! target/release/node-bench`
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use bramble_tests::memory::rss_pss_kib;
 use bramble_tests::node::{images_dir, Node};
+use bramble_tests::pod_starts::{started, time_starts};
 use bramble_tests::stats::{ms, percentile};
 use bramble_tests::{kube_client, Cluster};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, PostParams};
 use serde_json::json;
 
 const STARTS: usize = 100;
 const WARMUP: usize = 3;
 const BARE_RUNS: usize = 1000;
-
-fn started(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|c| c.first())
-        .and_then(|c| c.state.as_ref())
-        .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
-}
 
 /// Bare wasmtime: instantiate and run `_start` of the module, output discarded; compiled once.
 async fn bare_wasmtime(wasm: &[u8]) -> Result<Vec<Duration>> {
@@ -184,45 +174,10 @@ fn main() -> Result<()> {
 
         let client = kube_client::client(&cluster).await?;
         let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-        // One watch sees every start; creation times are kept per pod name.
-        let created: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-        let seen: Arc<Mutex<Vec<Duration>>> = Arc::default();
-        let mut stream = pods.watch(&WatchParams::default(), "0").await?.boxed();
-        let watcher = {
-            let (created, seen) = (created.clone(), seen.clone());
-            tokio::spawn(async move {
-                let mut done = std::collections::HashSet::new();
-                while let Some(Ok(event)) = stream.next().await {
-                    let (WatchEvent::Added(p) | WatchEvent::Modified(p)) = event else { continue };
-                    let name = p.metadata.name.clone().unwrap_or_default();
-                    if !started(&p) || done.contains(&name) {
-                        continue;
-                    }
-                    let t0 = created.lock().ok().and_then(|c| c.get(&name).copied());
-                    if let Some(t0) = t0 {
-                        done.insert(name);
-                        if let Ok(mut s) = seen.lock() {
-                            s.push(t0.elapsed());
-                        }
-                    }
-                }
-            })
-        };
-        for i in 0..STARTS + WARMUP {
-            let name = format!("start-{i}");
-            let p = pod(&name, &hello, "bench-node", json!([]), "Never")?;
-            created.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.insert(name.clone(), Instant::now());
-            pods.create(&PostParams::default(), &p).await?;
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while seen.lock().map(|s| s.len()).unwrap_or(0) <= i {
-                ensure!(Instant::now() < deadline, "pod {name} did not start");
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            }
-            pods.delete(&name, &DeleteParams::default().grace_period(0)).await?;
-        }
-        watcher.abort();
-        let mut starts: Vec<Duration> = seen.lock().map(|s| s[WARMUP..].to_vec()).unwrap_or_default();
-        starts.sort();
+        let starts = time_starts(&pods, "start", WARMUP, STARTS, |name| {
+            pod(name, &hello, "bench-node", json!([]), "Never")
+        })
+        .await?;
         let bare = bare_wasmtime(&wasm).await?;
         // Let the deleted pods go before measuring memory.
         tokio::time::sleep(Duration::from_secs(3)).await;
