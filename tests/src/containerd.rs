@@ -68,7 +68,10 @@ impl Containerd {
         let deadline = Instant::now() + STARTUP;
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!("containerd exited with {status}; its log:\n{}", self.log_tail());
+                bail!(
+                    "containerd exited with {status}; its log:\n{}",
+                    self.log_tail()
+                );
             }
             if self.socket().exists() && self.ctr(&["version"])?.status.success() {
                 return Ok(());
@@ -148,7 +151,8 @@ impl Containerd {
 
     /// The last lines of containerd's log, for failure messages.
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default();
+        let log =
+            std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default();
         let lines: Vec<_> = log.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }

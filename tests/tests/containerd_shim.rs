@@ -75,6 +75,25 @@ fn wait_for(what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
     Ok(())
 }
 
+/// Deletes a stopped task; returns its exit status (ctr 1.6 warns "task ID exit with
+/// non-zero exit code N" and says nothing for 0).
+fn delete_task(c: &Containerd, id: &str) -> Result<u32> {
+    let out = c.ctr(&["-n", NS, "tasks", "delete", id])?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.success(),
+        "ctr tasks delete {id} failed: {stderr}"
+    );
+    match stderr.split("non-zero exit code ").nth(1) {
+        None => Ok(0),
+        Some(rest) => rest
+            .split(|ch: char| !ch.is_ascii_digit())
+            .next()
+            .and_then(|code| code.parse().ok())
+            .with_context(|| format!("no exit code in {stderr:?}")),
+    }
+}
+
 fn containerd_log(c: &Containerd) -> String {
     let path = c.socket().with_file_name("containerd.log");
     std::fs::read_to_string(path).unwrap_or_default()
@@ -87,7 +106,11 @@ fn mounts_under(c: &Containerd) -> Vec<String> {
     mountinfo
         .lines()
         .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| prefix.as_deref().is_some_and(|prefix| p.starts_with(prefix)))
+        .filter(|p| {
+            prefix
+                .as_deref()
+                .is_some_and(|prefix| p.starts_with(prefix))
+        })
         .map(str::to_string)
         .collect()
 }
@@ -97,7 +120,16 @@ fn ctr_run_prints_the_modules_output_and_a_second_container_reuses_the_compiled_
 {
     let c = containerd()?;
     let image = import(&c, "hello-oci")?;
-    let out = c.ctr(&["-n", NS, "run", "--rm", "--runtime", RUNTIME, &image, "hello1"])?;
+    let out = c.ctr(&[
+        "-n",
+        NS,
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        &image,
+        "hello1",
+    ])?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     ensure!(
         out.status.success() && stdout.contains(HELLO) && stdout.contains("[0] /hello.wasm"),
@@ -108,8 +140,18 @@ fn ctr_run_prints_the_modules_output_and_a_second_container_reuses_the_compiled_
     );
 
     let out = c.ctr(&[
-        "-n", NS, "run", "--rm", "--runtime", RUNTIME, "--env", "GREETING=hi", &image, "hello2",
-        "/hello.wasm", "an-arg",
+        "-n",
+        NS,
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "--env",
+        "GREETING=hi",
+        &image,
+        "hello2",
+        "/hello.wasm",
+        "an-arg",
     ])?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     ensure!(out.status.success(), "second run failed: {stdout}");
@@ -123,10 +165,20 @@ fn ctr_run_prints_the_modules_output_and_a_second_container_reuses_the_compiled_
         .lines()
         .find(|l| l.contains("/hello2/rootfs/hello.wasm"))
         .with_context(|| format!("no load line for hello2 in the log:\n{log}"))?;
-    ensure!(line.contains("loaded from the disk cache"), "recompiled: {line}");
+    ensure!(
+        line.contains("loaded from the disk cache"),
+        "recompiled: {line}"
+    );
 
-    ensure!(c.list(NS, "containers")?.is_empty(), "--rm left a container");
-    ensure!(mounts_under(&c).is_empty(), "mounts left: {:?}", mounts_under(&c));
+    ensure!(
+        c.list(NS, "containers")?.is_empty(),
+        "--rm left a container"
+    );
+    ensure!(
+        mounts_under(&c).is_empty(),
+        "mounts left: {:?}",
+        mounts_under(&c)
+    );
     wait_for("the shims to exit", || Ok(c.shim_pids().is_empty()))?;
     Ok(())
 }
@@ -135,8 +187,23 @@ fn ctr_run_prints_the_modules_output_and_a_second_container_reuses_the_compiled_
 fn a_detached_task_runs_execs_is_killed_with_143_and_leaves_nothing_behind() -> Result<()> {
     let c = containerd()?;
     let image = import(&c, "ticker-oci")?;
+    let events_file = tempfile::NamedTempFile::new()?;
+    let mut events = c
+        .ctr_command(&["events"])
+        .stdout(events_file.reopen()?)
+        .spawn()
+        .context("starting ctr events")?;
+    std::thread::sleep(Duration::from_millis(300));
     c.ctr_ok(&[
-        "-n", NS, "run", "-d", "--runtime", RUNTIME, "--env", "TICK_INTERVAL_MS=100", &image,
+        "-n",
+        NS,
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        "--env",
+        "TICK_INTERVAL_MS=100",
+        &image,
         "tick1",
     ])?;
     wait_for("tick1 to run", || {
@@ -144,7 +211,15 @@ fn a_detached_task_runs_execs_is_killed_with_143_and_leaves_nothing_behind() -> 
     })?;
 
     let out = c.ctr(&[
-        "-n", NS, "tasks", "exec", "--exec-id", "x", "tick1", "/hello.wasm", "from-exec",
+        "-n",
+        NS,
+        "tasks",
+        "exec",
+        "--exec-id",
+        "x",
+        "tick1",
+        "/hello.wasm",
+        "from-exec",
     ])?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     ensure!(
@@ -162,18 +237,36 @@ fn a_detached_task_runs_execs_is_killed_with_143_and_leaves_nothing_behind() -> 
     wait_for("tick1 to stop", || {
         Ok(task_status(&c, "tick1")?.as_deref() == Some("STOPPED"))
     })?;
-    // `ctr tasks delete` exits with the task's exit status.
-    let out = c.ctr(&["-n", NS, "tasks", "delete", "tick1"])?;
     ensure!(
-        out.status.code() == Some(143),
-        "SIGTERM'ed task deleted with {} (want 143): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        delete_task(&c, "tick1")? == 143,
+        "a SIGTERM'ed task must exit with 143"
     );
     c.ctr_ok(&["-n", NS, "containers", "delete", "tick1"])?;
+    let topics = [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exec-added",
+        "/tasks/exec-started",
+        "/tasks/exit",
+        "/tasks/delete",
+    ];
+    wait_for("the shim's events", || {
+        let seen = std::fs::read_to_string(events_file.path())?;
+        Ok(topics.iter().all(|topic| seen.contains(topic)))
+    })
+    .with_context(|| {
+        let seen = std::fs::read_to_string(events_file.path()).unwrap_or_default();
+        format!("ctr events saw:\n{seen}")
+    })?;
+    let _ = events.kill();
+    let _ = events.wait();
     ensure!(c.list(NS, "tasks")?.is_empty(), "tasks left");
     ensure!(c.list(NS, "containers")?.is_empty(), "containers left");
-    ensure!(mounts_under(&c).is_empty(), "mounts left: {:?}", mounts_under(&c));
+    ensure!(
+        mounts_under(&c).is_empty(),
+        "mounts left: {:?}",
+        mounts_under(&c)
+    );
     wait_for("the shim to exit", || Ok(c.shim_pids().is_empty()))?;
     Ok(())
 }
@@ -208,8 +301,10 @@ fn containers_of_one_group_share_one_shim_process() -> Result<()> {
     wait_for("g-a to stop", || {
         Ok(task_status(&c, "g-a")?.as_deref() == Some("STOPPED"))
     })?;
-    let out = c.ctr(&["-n", NS, "tasks", "delete", "g-a"])?;
-    ensure!(out.status.code() == Some(137), "SIGKILL'ed: {}", out.status);
+    ensure!(
+        delete_task(&c, "g-a")? == 137,
+        "a SIGKILL'ed task must exit with 137"
+    );
     c.ctr_ok(&["-n", NS, "containers", "delete", "g-a"])?;
     ensure!(task_status(&c, "g-b")?.as_deref() == Some("RUNNING"));
     ensure!(c.shim_pids().len() == 1, "the shim went away with g-a");
@@ -218,10 +313,14 @@ fn containers_of_one_group_share_one_shim_process() -> Result<()> {
     wait_for("g-b to stop", || {
         Ok(task_status(&c, "g-b")?.as_deref() == Some("STOPPED"))
     })?;
-    let _ = c.ctr(&["-n", NS, "tasks", "delete", "g-b"])?;
+    delete_task(&c, "g-b")?;
     c.ctr_ok(&["-n", NS, "containers", "delete", "g-b"])?;
     wait_for("the shim to exit", || Ok(c.shim_pids().is_empty()))?;
-    ensure!(mounts_under(&c).is_empty(), "mounts left: {:?}", mounts_under(&c));
+    ensure!(
+        mounts_under(&c).is_empty(),
+        "mounts left: {:?}",
+        mounts_under(&c)
+    );
     Ok(())
 }
 
@@ -230,12 +329,30 @@ fn a_broken_module_fails_the_task_clearly_and_harms_nothing_else() -> Result<()>
     let c = containerd()?;
     let ticker = import(&c, "ticker-oci")?;
     let garbage = import(&c, "garbage-oci")?;
-    c.ctr_ok(&["-n", NS, "run", "-d", "--runtime", RUNTIME, &ticker, "healthy"])?;
+    c.ctr_ok(&[
+        "-n",
+        NS,
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        &ticker,
+        "healthy",
+    ])?;
     wait_for("healthy to run", || {
         Ok(task_status(&c, "healthy")?.as_deref() == Some("RUNNING"))
     })?;
 
-    let out = c.ctr(&["-n", NS, "run", "--rm", "--runtime", RUNTIME, &garbage, "broken"])?;
+    let out = c.ctr(&[
+        "-n",
+        NS,
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        &garbage,
+        "broken",
+    ])?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(!out.status.success(), "garbage ran: {stderr}");
     ensure!(
@@ -245,7 +362,15 @@ fn a_broken_module_fails_the_task_clearly_and_harms_nothing_else() -> Result<()>
 
     // A module path that is not in the image is refused just as clearly.
     let out = c.ctr(&[
-        "-n", NS, "run", "--rm", "--runtime", RUNTIME, &ticker, "missing", "/nope.wasm",
+        "-n",
+        NS,
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        &ticker,
+        "missing",
+        "/nope.wasm",
     ])?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     ensure!(
@@ -256,7 +381,10 @@ fn a_broken_module_fails_the_task_clearly_and_harms_nothing_else() -> Result<()>
 
     c.ctr_ok(&["version"])?;
     ensure!(task_status(&c, "healthy")?.as_deref() == Some("RUNNING"));
-    ensure!(task_status(&c, "broken")?.is_none(), "the broken task exists");
+    ensure!(
+        task_status(&c, "broken")?.is_none(),
+        "the broken task exists"
+    );
     // Only the healthy task's shim is left; the failed ones exited.
     wait_for("the failed shims to exit", || Ok(c.shim_pids().len() == 1))?;
 
@@ -264,9 +392,13 @@ fn a_broken_module_fails_the_task_clearly_and_harms_nothing_else() -> Result<()>
     wait_for("healthy to stop", || {
         Ok(task_status(&c, "healthy")?.as_deref() == Some("STOPPED"))
     })?;
-    let _ = c.ctr(&["-n", NS, "tasks", "delete", "healthy"])?;
+    delete_task(&c, "healthy")?;
     c.ctr_ok(&["-n", NS, "containers", "delete", "healthy"])?;
     ensure!(c.list(NS, "containers")?.is_empty(), "containers left");
-    ensure!(mounts_under(&c).is_empty(), "mounts left: {:?}", mounts_under(&c));
+    ensure!(
+        mounts_under(&c).is_empty(),
+        "mounts left: {:?}",
+        mounts_under(&c)
+    );
     Ok(())
 }

@@ -70,12 +70,9 @@ impl Events {
         std::thread::spawn(move || {
             for event in receiver {
                 let topic = event.topic();
-                if let Err(err) = publisher.publish(
-                    Context::default(),
-                    &topic,
-                    &namespace,
-                    event.into_message(),
-                ) {
+                if let Err(err) =
+                    publisher.publish(Context::default(), &topic, &namespace, event.into_message())
+                {
                     log::warn!("publishing {topic} to containerd failed: {err}");
                 }
             }

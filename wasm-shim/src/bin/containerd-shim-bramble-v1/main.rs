@@ -19,9 +19,8 @@ const RUNTIME_ID: &str = "io.containerd.bramble.v1";
 
 fn main() {
     let config = containerd_shim::Config {
-        // Guests are not child processes: there is nothing to reap, and a reaper thread
-        // calling waitpid(-1) would only race with the commands the mount helpers run.
-        no_reaper: true,
+        // Guests are not child processes. The reaper stays on all the same: the crate's
+        // rootfs mount forks a helper and learns of its end only through the reaper.
         no_sub_reaper: true,
         ..Default::default()
     };

@@ -359,7 +359,10 @@ mod tests {
         let spec = spec(&json);
         let process = spec.process.clone().unwrap();
         let plan = plan(&spec, &process, root.path()).unwrap();
-        assert_eq!(plan.wasm, root.path().canonicalize().unwrap().join("app.wasm"));
+        assert_eq!(
+            plan.wasm,
+            root.path().canonicalize().unwrap().join("app.wasm")
+        );
         assert_eq!(plan.argv, ["/app.wasm", "x"]);
         assert_eq!(
             plan.env,
@@ -444,6 +447,9 @@ mod tests {
             spec(r#"{"root":{"path":"/abs"}}"#).root_path(Path::new("/b")),
             Path::new("/abs")
         );
-        assert_eq!(spec("{}").root_path(Path::new("/b")), Path::new("/b/rootfs"));
+        assert_eq!(
+            spec("{}").root_path(Path::new("/b")),
+            Path::new("/b/rootfs")
+        );
     }
 }

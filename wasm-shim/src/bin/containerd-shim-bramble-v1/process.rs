@@ -67,10 +67,16 @@ pub enum SignalAction {
 pub fn signal_action(signal: u32) -> Option<SignalAction> {
     let signal = i32::try_from(signal).ok()?;
     match signal {
-        libc::SIGHUP | libc::SIGINT | libc::SIGQUIT | libc::SIGABRT | libc::SIGKILL
-        | libc::SIGUSR1 | libc::SIGUSR2 | libc::SIGPIPE | libc::SIGALRM | libc::SIGTERM => {
-            Some(SignalAction::Stop)
-        }
+        libc::SIGHUP
+        | libc::SIGINT
+        | libc::SIGQUIT
+        | libc::SIGABRT
+        | libc::SIGKILL
+        | libc::SIGUSR1
+        | libc::SIGUSR2
+        | libc::SIGPIPE
+        | libc::SIGALRM
+        | libc::SIGTERM => Some(SignalAction::Stop),
         libc::SIGCHLD | libc::SIGURG | libc::SIGWINCH | libc::SIGCONT => Some(SignalAction::Ignore),
         _ => None,
     }
@@ -251,7 +257,10 @@ mod tests {
         assert_eq!(exit_code(&exit(3, ExitReason::Error(3)), Some(15)), 3);
         assert_eq!(exit_code(&exit(137, ExitReason::Killed), Some(15)), 143);
         assert_eq!(exit_code(&exit(137, ExitReason::Killed), Some(9)), 137);
-        assert_eq!(exit_code(&exit(134, ExitReason::Trap("x".into())), None), 134);
+        assert_eq!(
+            exit_code(&exit(134, ExitReason::Trap("x".into())), None),
+            134
+        );
         assert_eq!(exit_code(&exit(137, ExitReason::OOMKilled), None), 137);
     }
 
@@ -271,7 +280,10 @@ mod tests {
         p.mark_running().unwrap();
         assert!(p.mark_running().is_err());
         assert!(!Status::Running.can_delete());
-        assert!(!p.signal(15).unwrap(), "a running process is stopped by its task");
+        assert!(
+            !p.signal(15).unwrap(),
+            "a running process is stopped by its task"
+        );
         assert!(p.kill.is_killed());
         let done = p.mark_exited(Some(&exit(137, ExitReason::Killed)));
         assert_eq!(done.code, 143);

@@ -62,13 +62,10 @@ impl Wasm {
             source,
         })?;
         let before = inner.runner.cache().stats();
-        let program = inner
-            .runner
-            .load(&bytes)
-            .map_err(|e| ShimError::Load {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
+        let program = inner.runner.load(&bytes).map_err(|e| ShimError::Load {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         if !program.is_command() && !program.is_http_proxy() {
             return Err(ShimError::Load {
                 path: path.to_path_buf(),
@@ -83,11 +80,7 @@ impl Wasm {
         } else {
             "already in memory"
         };
-        log::info!(
-            "program {} ({}) {how}",
-            program.digest().to_string(),
-            path.display()
-        );
+        log::info!("program {} ({}) {how}", program.digest(), path.display());
         Ok(program)
     }
 

@@ -7,10 +7,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use containerd_shim::api::{
-    ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest,
-    Empty, ExecProcessRequest, KillRequest, PidsRequest, PidsResponse, ShutdownRequest,
-    StartRequest, StartResponse, StateRequest, StateResponse, Status as TaskStatus, WaitRequest,
-    WaitResponse,
+    ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse, DeleteRequest, Empty,
+    ExecProcessRequest, KillRequest, PidsRequest, PidsResponse, ShutdownRequest, StartRequest,
+    StartResponse, StateRequest, StateResponse, Status as TaskStatus, WaitRequest, WaitResponse,
 };
 use containerd_shim::protos::shim::shim::{
     CloseIORequest, ResizePtyRequest, StatsRequest, StatsResponse, UpdateTaskRequest,
@@ -111,13 +110,7 @@ impl Service {
             }
         };
         let init = Arc::new(Process::new(&req.id, "", stdio.clone()));
-        let container = Container::new(
-            req.bundle.clone(),
-            spec,
-            rootfs,
-            payload,
-            init,
-        );
+        let container = Container::new(req.bundle.clone(), spec, rootfs, payload, init);
         self.containers()
             .insert(req.id.clone(), Arc::new(container));
         self.events.send(events::create(
@@ -159,10 +152,7 @@ impl Service {
                 ));
             }
         };
-        if let Err(err) = self
-            .wasm
-            .launch(Arc::clone(&process), payload, on_exit)
-        {
+        if let Err(err) = self.wasm.launch(Arc::clone(&process), payload, on_exit) {
             let exit = process.mark_exited(None);
             self.events
                 .send(events::exited(id, exec_id, Self::pid(), exit));
@@ -249,9 +239,11 @@ impl Service {
             });
         }
         let spec_json = req.spec.as_ref().map(|any| any.value.as_slice());
-        let process: oci::Process = serde_json::from_slice(spec_json.unwrap_or(b"{}"))
-            .map_err(|e| ShimError::InvalidProcess {
-                message: format!("the exec process spec is not an OCI process: {e}"),
+        let process: oci::Process =
+            serde_json::from_slice(spec_json.unwrap_or(b"{}")).map_err(|e| {
+                ShimError::InvalidProcess {
+                    message: format!("the exec process spec is not an OCI process: {e}"),
+                }
             })?;
         let plan = container.exec_plan(&process)?;
         let program = self.wasm.load(&plan.wasm)?;
@@ -429,7 +421,10 @@ impl Task for Service {
     fn shutdown(&self, _: &TtrpcContext, req: ShutdownRequest) -> TtrpcResult<Empty> {
         // One shim serves a whole pod: it exits only once its last container is deleted.
         let remaining = self.containers().len();
-        log::info!("shutdown asked by {}: {remaining} containers remain", req.id);
+        log::info!(
+            "shutdown asked by {}: {remaining} containers remain",
+            req.id
+        );
         if req.now || remaining == 0 {
             self.exit.signal();
         }
