@@ -4,6 +4,8 @@
 #   OUT_DIR/hostile-{busy-loop,memory-bomb,deep-recursion,escape,output-flood}.wasm
 #   OUT_DIR/http-echo.wasm                           wasm32-wasip2 component (wasi:http proxy)
 #   OUT_DIR/busybox/  OUT_DIR/busybox.tar             OCI image layout (tag v1) and a tar of it
+#   OUT_DIR/{hello,ticker,garbage}-oci/ and .tar     Wasm modules as OCI images for
+#                                                    containerd-shim-bramble-v1 (tag v1)
 #
 # Usage: images/build.sh OUT_DIR
 #
@@ -57,6 +59,9 @@ ensure_rust_target() {
     fi
 }
 
+rootless=()
+if [[ $(id -u) -ne 0 ]]; then rootless=(--rootless); fi
+
 apt_updated=0
 ensure_deb() {
     local package=$1
@@ -105,9 +110,6 @@ build_busybox() {
         echo "build.sh: $busybox missing although busybox-static is installed" >&2
         exit 1
     fi
-    local rootless=()
-    if [[ $(id -u) -ne 0 ]]; then rootless=(--rootless); fi
-
     # Built beside the result and swapped in at the end, so an interrupted run never leaves
     # a half-written layout at OUT_DIR/busybox.
     scratch=$(mktemp -d "$out/.busybox-build.XXXXXX")
@@ -132,5 +134,47 @@ build_busybox() {
     scratch=""
 }
 
+# Packs files into a one-layer OCI image with an entrypoint, as OUT_DIR/NAME (a layout, tag
+# v1) and OUT_DIR/NAME.tar (an archive of it that `ctr images import` reads).
+# Usage: build_wasm_image NAME ENTRYPOINT HOST_FILE:IMAGE_PATH...
+build_wasm_image() {
+    local name=$1 entrypoint=$2
+    shift 2
+    scratch=$(mktemp -d "$out/.$name-build.XXXXXX")
+    local layout=$scratch/layout bundle=$scratch/bundle pair
+    quiet umoci init --layout "$layout"
+    quiet umoci new --image "$layout:v1"
+    quiet umoci unpack "${rootless[@]}" --image "$layout:v1" "$bundle"
+    for pair in "$@"; do
+        install -D -m 0644 "${pair%%:*}" "$bundle/rootfs/${pair#*:}"
+    done
+    quiet umoci repack --image "$layout:v1" "$bundle"
+    quiet umoci config --image "$layout:v1" --config.entrypoint "$entrypoint"
+    quiet umoci gc --layout "$layout"
+
+    rm -rf "${out:?}/$name"
+    mv "$layout" "$out/$name"
+    quiet tar -C "$out/$name" --sort=name --owner=0 --group=0 --numeric-owner \
+        -cf "$scratch/$name.tar" .
+    mv "$scratch/$name.tar" "$out/$name.tar"
+    rm -rf "$scratch"
+    scratch=""
+}
+
+build_wasm_images() {
+    ensure_deb umoci
+    build_wasm_image hello-oci /hello.wasm "$out/hello.wasm:/hello.wasm"
+    # hello rides along so that `ctr tasks exec` has a short-lived module to run.
+    build_wasm_image ticker-oci /ticker.wasm \
+        "$out/ticker.wasm:/ticker.wasm" "$out/hello.wasm:/hello.wasm"
+    # For tests: an image whose module is not Wasm at all.
+    local garbage
+    garbage=$(mktemp)
+    printf 'this is not a wasm module\n' >"$garbage"
+    build_wasm_image garbage-oci /hello.wasm "$garbage:/hello.wasm"
+    rm -f "$garbage"
+}
+
 build_wasm
 build_busybox
+build_wasm_images

@@ -44,6 +44,12 @@ impl KillHandle {
         self.token.is_cancelled()
     }
 
+    /// Resolves once [`KillHandle::kill`] was called on this handle or a parent, for hosts
+    /// that supervise something besides a single guest (e.g. an HTTP server).
+    pub async fn killed(&self) {
+        self.token.cancelled().await;
+    }
+
     /// Resolves once the instance is killed.
     pub(crate) fn cancelled(&self) -> WaitForCancellationFuture<'_> {
         self.token.cancelled()
