@@ -184,9 +184,11 @@ fn get_through_port_forward(cluster: &Cluster, pod: &str, port: u16) -> Result<S
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    let stdout = child.stdout.take().context("no stdout")?;
+    // Kept open until the end: kubectl prints a line per connection, and dies of SIGPIPE if
+    // its stdout is gone.
+    let mut stdout = BufReader::new(child.stdout.take().context("no stdout")?);
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
+    stdout.read_line(&mut line)?;
     // "Forwarding from 127.0.0.1:PORT -> 8080"
     let local = line
         .split_whitespace()
@@ -199,15 +201,28 @@ fn get_through_port_forward(cluster: &Cluster, pod: &str, port: u16) -> Result<S
         stream.set_read_timeout(Some(Duration::from_secs(20)))?;
         write!(
             stream,
-            "GET /index.html HTTP/1.0\r\nHost: localhost\r\n\r\n"
+            "GET /index.html HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
         )?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response)?;
-        Ok(response)
+        // kubectl resets the local connection once the pod has closed its side, so what
+        // arrived before the reset is the answer.
+        let mut response = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            response.extend_from_slice(&buf[..n]);
+        }
+        Ok(String::from_utf8_lossy(&response).into_owned())
     })();
     let _ = child.kill();
+    drop(stdout);
+    let mut stderr = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut stderr);
+    }
     let _ = child.wait();
-    result
+    result.with_context(|| format!("port-forward to {pod}:{port}; kubectl said: {stderr}"))
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use bramble_tests::skopeo::Skopeo;
 use bramble_tests::upstream_registry::UpstreamRegistry;
 use bramble_tests::{kube_client, Cluster};

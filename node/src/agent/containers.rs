@@ -27,8 +27,10 @@ use super::{lock, Agent, Desired};
 use crate::containerd::{
     container_args, make_fifo, merge_env, BindMount, Containerd, LaunchSpec, TaskState,
 };
+use crate::containerd::{ImageConfig, UnpackedImage};
 use crate::image_cache::PulledImage;
 use crate::network::{PodNetwork, PortMapping};
+use crate::oci::manifest::ImageKind;
 use crate::pod::container::ContainerState;
 use crate::pod::events::{self, Happening};
 use crate::pod::{container_sandbox, PodVolumes};
@@ -38,6 +40,10 @@ const LABEL_POD_UID: &str = "bramble.dev/pod-uid";
 const LABEL_POD: &str = "bramble.dev/pod";
 const LABEL_CONTAINER: &str = "bramble.dev/container";
 const LABEL_RESTART_COUNT: &str = "bramble.dev/restart-count";
+
+/// Where a Wasm artifact's module is bound in a shim container, and its file name there.
+const WASM_MODULE_DIR: &str = "/bramble/wasm";
+const WASM_MODULE_FILE: &str = "module.wasm";
 
 /// Grace period when the pod says none (the kubelet's default).
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
@@ -348,11 +354,21 @@ impl Agent {
         id: &str,
         pod_ip: &str,
     ) -> Result<LaunchSpec, (&'static str, String)> {
-        let unpacked = rt
-            .client
-            .ensure_image(&start.reference, &start.image)
-            .await
-            .map_err(|e| ("CreateContainerError", e.to_string()))?;
+        let wasm_artifact = start.image.kind == ImageKind::Wasm;
+        let unpacked = if wasm_artifact {
+            // containerd cannot unpack a Wasm layer (it is not a tar): the container starts
+            // from an empty snapshot and the module is bound in (see `wasm_module_dir`).
+            UnpackedImage {
+                name: start.reference.clone(),
+                chain_id: String::new(),
+                config: ImageConfig::default(),
+            }
+        } else {
+            rt.client
+                .ensure_image(&start.reference, &start.image)
+                .await
+                .map_err(|e| ("CreateContainerError", e.to_string()))?
+        };
         let mut env = self.pod_env(&start.desired);
         env.pod_ip = pod_ip;
         // The Wasm sandbox of the same spec resolves env (valueFrom) and volume mounts
@@ -398,14 +414,39 @@ impl Agent {
                 start.restart_count.to_string(),
             ),
         ]);
-        Ok(LaunchSpec {
-            id: id.to_string(),
-            labels,
-            args: container_args(
+        let mut mounts: Vec<BindMount> = sandbox
+            .preopens
+            .iter()
+            .map(|p| BindMount {
+                host: p.host.clone(),
+                container: p.guest.clone(),
+                read_only: p.read_only,
+            })
+            .collect();
+        let args = if wasm_artifact {
+            let dir = self
+                .wasm_module_dir(start)
+                .map_err(|e| ("CreateContainerError", e))?;
+            mounts.push(BindMount {
+                host: dir,
+                container: WASM_MODULE_DIR.to_string(),
+                read_only: true,
+            });
+            // The shim runs the module args[0] names; the guest sees the pod's arguments.
+            std::iter::once(format!("{WASM_MODULE_DIR}/{WASM_MODULE_FILE}"))
+                .chain(sandbox.argv.iter().skip(1).cloned())
+                .collect()
+        } else {
+            container_args(
                 container.command.as_deref().unwrap_or_default(),
                 container.args.as_deref().unwrap_or_default(),
                 &unpacked.config,
-            ),
+            )
+        };
+        Ok(LaunchSpec {
+            id: id.to_string(),
+            labels,
+            args,
             env: merge_env(&unpacked.config.env, &sandbox.env),
             working_dir: container.working_dir.clone(),
             user,
@@ -421,15 +462,7 @@ impl Agent {
             memory_limit: sandbox.limits.memory_bytes,
             cpu_millis_limit: sandbox.limits.cpu_millicores.map(u64::from),
             cpu_shares: None,
-            mounts: sandbox
-                .preopens
-                .iter()
-                .map(|p| BindMount {
-                    host: p.host.clone(),
-                    container: p.guest.clone(),
-                    read_only: p.read_only,
-                })
-                .collect(),
+            mounts,
             netns: rt
                 .network
                 .lookup(&start.desired.stored.uid)
@@ -440,9 +473,35 @@ impl Agent {
             stdout: fifos.join(format!("{id}.stdout")),
             stderr: fifos.join(format!("{id}.stderr")),
             runtime: start.runtime.to_string(),
+            // Where the shim serves a wasi:http component (the container's first TCP port).
+            annotations: BTreeMap::from([(
+                "bramble.dev/http-port".to_string(),
+                super::start::http_port(container).to_string(),
+            )]),
             image: unpacked,
             ..LaunchSpec::default()
         })
+    }
+
+    /// A directory holding only the container's Wasm module (a hard link to the image cache's
+    /// verified blob, or a copy across file systems), bound into a shim container.
+    fn wasm_module_dir(&self, start: &Start) -> Result<PathBuf, String> {
+        let module = start
+            .image
+            .module_path()
+            .ok_or_else(|| format!("image {} holds no Wasm module", start.reference))?;
+        let dir = self
+            .pod_dir(&start.desired.stored.uid)
+            .join("wasm")
+            .join(&start.container.name);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let target = dir.join(WASM_MODULE_FILE);
+        let _ = std::fs::remove_file(&target);
+        std::fs::hard_link(module, &target)
+            .or_else(|_| std::fs::copy(module, &target).map(|_| ()))
+            .map_err(|e| format!("cannot place the module in {}: {e}", dir.display()))?;
+        Ok(dir)
     }
 
     /// The directory of a pod's FIFOs.
@@ -588,7 +647,8 @@ async fn copy_fifo(path: PathBuf, mut sink: impl Write + Send, exited: &Cancella
             read = receiver.read(&mut buf) => match read {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    if sink.write_all(&buf[..n]).is_err() {
+                    // Flushed per read, so `kubectl logs -f` sees lines as they come.
+                    if sink.write_all(&buf[..n]).and_then(|()| sink.flush()).is_err() {
                         return;
                     }
                 }

@@ -25,6 +25,7 @@ async fn open_agent(dir: &std::path::Path) -> (Arc<Agent>, mpsc::UnboundedReceiv
         image_budget: 1 << 20,
         log_max_bytes: 1 << 20,
         log_max_files: 1,
+        containerd: None,
     };
     Agent::open(config, registry).await.expect("agent")
 }

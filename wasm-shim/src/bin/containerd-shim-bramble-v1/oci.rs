@@ -199,7 +199,6 @@ pub fn plan(spec: &Spec, process: &Process, rootfs: &Path) -> Result<Plan, ShimE
     let program = process.args.first().ok_or_else(|| {
         invalid("process.args is empty: args[0] must name the .wasm file in the image".into())
     })?;
-    let wasm = resolve_in_rootfs(rootfs, program)?;
     let env = process
         .env
         .iter()
@@ -232,6 +231,7 @@ pub fn plan(spec: &Spec, process: &Process, rootfs: &Path) -> Result<Plan, ShimE
             read_only: mount.options.iter().any(|o| o == "ro"),
         });
     }
+    let wasm = resolve_program(&preopens, program)?;
     let resources = spec.linux.as_ref().and_then(|l| l.resources.as_ref());
     let limits = Limits {
         memory_bytes: resources
@@ -288,6 +288,28 @@ fn http_port(
     }
 }
 
+/// The host path of the module `program` names: inside the bind-mounted directory whose
+/// destination holds it (the longest), else inside the rootfs (the first preopen). A Bramble
+/// node runs a Wasm OCI artifact this way: an empty rootfs and the module's directory bound in.
+fn resolve_program(preopens: &[Preopen], program: &str) -> Result<PathBuf, ShimError> {
+    let path = Path::new(program);
+    let mount = preopens
+        .iter()
+        .skip(1)
+        .filter(|p| path.starts_with(&p.guest))
+        .max_by_key(|p| p.guest.len());
+    match (mount, preopens.first()) {
+        (Some(mount), _) => {
+            let rest = path.strip_prefix(&mount.guest).unwrap_or(path);
+            resolve_in_rootfs(&mount.host, &format!("/{}", rest.display()))
+        }
+        (None, Some(root)) => resolve_in_rootfs(&root.host, program),
+        (None, None) => Err(ShimError::InvalidProcess {
+            message: format!("args[0] {program:?}: the container has no rootfs"),
+        }),
+    }
+}
+
 /// The host path of `guest` (an absolute path in the image) inside `rootfs`, refusing paths
 /// and symlinks that lead out of it.
 pub fn resolve_in_rootfs(rootfs: &Path, guest: &str) -> Result<PathBuf, ShimError> {
@@ -340,6 +362,36 @@ mod tests {
             std::fs::write(path, b"\0asm").unwrap();
         }
         dir
+    }
+
+    #[test]
+    fn the_module_may_come_from_a_bind_mounted_directory() {
+        let root = rootfs_with(&[]);
+        let modules = rootfs_with(&["/m.wasm"]);
+        let json = format!(
+            r#"{{"process":{{"args":["/bramble/wasm/m.wasm"],"env":[],"cwd":"/"}},
+               "mounts":[{{"destination":"/bramble/wasm","type":"bind","source":"{}","options":["rbind","ro"]}}]}}"#,
+            modules.path().display()
+        );
+        let spec = spec(&json);
+        let plan = plan(&spec, spec.process.as_ref().unwrap(), root.path()).unwrap();
+        assert_eq!(
+            plan.wasm,
+            modules.path().join("m.wasm").canonicalize().unwrap()
+        );
+        // Not found in the rootfs when no mount holds it.
+        let bare = spec_without_mounts();
+        assert!(plan_err(&bare, root.path()).contains("/bramble/wasm/m.wasm"));
+    }
+
+    fn spec_without_mounts() -> Spec {
+        spec(r#"{"process":{"args":["/bramble/wasm/m.wasm"],"env":[],"cwd":"/"}}"#)
+    }
+
+    fn plan_err(spec: &Spec, root: &Path) -> String {
+        plan(spec, spec.process.as_ref().unwrap(), root)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
