@@ -464,3 +464,113 @@ spec:
     );
     Ok(())
 }
+
+#[test]
+fn security_context_volumes_and_limits_reach_the_container() -> Result<()> {
+    let mixed = Mixed::start("10.81.0.0/24", "brsec0")?;
+    let c = &mixed.cluster;
+    let busybox = c.push_oci_sample("busybox")?;
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  mode: strict
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: locked
+spec:
+  terminationGracePeriodSeconds: 1
+  securityContext:
+    runAsUser: 1000
+    runAsGroup: 3000
+  containers:
+    - name: app
+      image: {busybox}
+      workingDir: /scratch
+      args: ["-c", "while true; do sleep 1; done"]
+      env:
+        - name: MODE
+          valueFrom:
+            configMapKeyRef: {{name: settings, key: mode}}
+      securityContext:
+        readOnlyRootFilesystem: true
+      resources:
+        limits: {{memory: 24Mi, cpu: 250m}}
+      volumeMounts:
+        - {{name: scratch, mountPath: /scratch}}
+        - {{name: settings, mountPath: /etc/settings}}
+  volumes:
+    - name: scratch
+      emptyDir: {{}}
+    - name: settings
+      configMap: {{name: settings}}
+"#
+        ),
+    )?;
+    c.wait_for(
+        &["pod", "locked", "-o", "json"],
+        "the locked pod to run",
+        Duration::from_secs(120),
+        |p| p["status"]["phase"] == "Running",
+    )?;
+    let exec =
+        |script: &str| c.kubectl(&["exec", "locked", "--", "/bin/busybox", "sh", "-c", script]);
+    let ids =
+        exec("/bin/busybox id -u; /bin/busybox id -g; pwd; echo $MODE; cat /etc/settings/mode")?;
+    let ids = String::from_utf8_lossy(&ids.stdout).to_string();
+    ensure!(
+        ids.split_whitespace().collect::<Vec<_>>()
+            == ["1000", "3000", "/scratch", "strict", "strict"],
+        "user, group, working dir, env and config volume in the container: {ids:?}"
+    );
+    let root = exec("echo x > /x")?;
+    ensure!(
+        !root.status.success(),
+        "the read-only root file system took a write"
+    );
+    let volume = exec("echo kept > /scratch/file && cat /scratch/file")?;
+    ensure!(
+        String::from_utf8_lossy(&volume.stdout).trim() == "kept",
+        "the emptyDir volume: {:?}",
+        String::from_utf8_lossy(&volume.stderr)
+    );
+    // The limits are on the container's cgroup (v1 here: memory limit and CFS quota).
+    let ids = mixed.containerd_objects("containers")?;
+    let [id] = ids.as_slice() else {
+        bail!("containers in containerd: {ids:?}");
+    };
+    let find = |controller: &str, file: &str| -> Result<String> {
+        let out = Command::new("find")
+            .args([
+                &format!("/sys/fs/cgroup/{controller}"),
+                "-maxdepth",
+                "4",
+                "-type",
+                "d",
+                "-name",
+                id,
+            ])
+            .output()?;
+        let dir = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .map(str::to_string);
+        let dir = dir.with_context(|| format!("no {controller} cgroup named {id}"))?;
+        Ok(std::fs::read_to_string(format!("{dir}/{file}"))?
+            .trim()
+            .to_string())
+    };
+    let memory = find("memory", "memory.limit_in_bytes")?;
+    let quota = find("cpu", "cpu.cfs_quota_us")?;
+    ensure!(
+        memory == (24 * 1024 * 1024).to_string() && quota == "25000",
+        "the container's cgroup has memory limit {memory}, CFS quota {quota}"
+    );
+    Ok(())
+}

@@ -108,14 +108,9 @@ pub fn check<'a>(
             return Err(Failure::Runtime);
         }
     }
-    if !pod.arches.is_empty() {
-        if !node
-            .labels()
-            .get(ARCH_LABEL)
-            .is_some_and(|arch| pod.arches.contains(arch))
-        {
-            return Err(Failure::Arch);
-        }
+    let arch_fits = |arch: &String| pod.arches.contains(arch);
+    if !pod.arches.is_empty() && !node.labels().get(ARCH_LABEL).is_some_and(arch_fits) {
+        return Err(Failure::Arch);
     }
     if !pod.host_ports.is_empty() {
         let taken = node.pods().iter().flat_map(|p| p.host_ports.iter());

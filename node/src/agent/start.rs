@@ -30,16 +30,28 @@ const DEFAULT_HTTP_PORT: u16 = 8080;
 /// Why a start failed: a kubelet reason and a message.
 type StartError = (&'static str, String);
 
+/// Which start of a container this is, and how it is stopped.
+pub(crate) struct StartOf {
+    pub attempt: u64,
+    pub restart_count: i32,
+    pub stop: Stopper,
+    /// A running container of an earlier agent process to adopt instead of starting one.
+    pub adopt: Option<String>,
+}
+
 pub(crate) async fn run_container(
     agent: Arc<Agent>,
     desired: Arc<Desired>,
     container: Container,
     volumes: PodVolumes,
-    attempt: u64,
-    restart_count: i32,
-    stop: Stopper,
-    adopt: Option<String>,
+    start: StartOf,
 ) {
+    let StartOf {
+        attempt,
+        restart_count,
+        stop,
+        adopt,
+    } = start;
     let uid = desired.stored.uid.clone();
     let name = container.name.clone();
     let event = |e: Event| {

@@ -837,10 +837,12 @@ impl Agent {
             desired.clone(),
             slot.spec.clone(),
             volumes.clone(),
-            slot.attempt,
-            slot.record.restart_count,
-            stop,
-            adopted.map(|a| a.id),
+            super::start::StartOf {
+                attempt: slot.attempt,
+                restart_count: slot.record.restart_count,
+                stop,
+                adopt: adopted.map(|a| a.id),
+            },
         ));
     }
 

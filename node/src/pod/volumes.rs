@@ -154,6 +154,15 @@ fn prepare(env: &PodEnv, volume: &Volume) -> Result<PreparedVolume, VolumeProble
     };
     if volume.empty_dir.is_some() {
         create_dir(&dir)?;
+        // World-writable as the kubelet makes it: a container running as any user
+        // (securityContext.runAsUser) can write its emptyDir.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).map_err(|source| {
+            VolumeProblem::Io {
+                path: dir.clone(),
+                source,
+            }
+        })?;
         return Ok(writable(dir));
     }
     if let Some(source) = &volume.config_map {
