@@ -19,9 +19,7 @@ const NS: &str = "bramble-shim";
 const HELLO: &str = "hello from a wasm workload";
 
 fn images_dir() -> Result<PathBuf> {
-    let dir = PathBuf::from(std::env::var("BRAMBLE_IMAGES_DIR").context(
-        "BRAMBLE_IMAGES_DIR is not set: build the samples with `images/build.sh DIR` and set it",
-    )?);
+    let dir = bramble_tests::node::images_dir()?;
     ensure!(
         dir.join("hello-oci.tar").is_file(),
         "{} has no hello-oci.tar: run images/build.sh {} again",

@@ -139,33 +139,26 @@ impl ImageInspector {
     pub fn facts(self: &Arc<Self>, image: &str) -> Option<ImageFacts> {
         let now = Instant::now();
         let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = known.get(image) {
-            match &entry.facts {
-                None => return None,
-                Some(facts) => {
-                    let lasts = if *facts == ImageFacts::Unknown {
-                        UNKNOWN_FOR
-                    } else {
-                        KNOWN_FOR
-                    };
-                    if now.duration_since(entry.at) < lasts {
-                        return Some(facts.clone());
-                    }
-                    // Stale: keep using it while it is looked at again.
-                    let stale = facts.clone();
-                    known.insert(
-                        image.to_owned(),
-                        Entry {
-                            facts: None,
-                            at: now,
-                        },
-                    );
-                    drop(known);
-                    self.spawn_inspection(image);
-                    return Some(stale);
+        let stale = match known.get(image) {
+            // Being inspected.
+            Some(Entry { facts: None, .. }) => return None,
+            Some(Entry {
+                facts: Some(facts),
+                at,
+            }) => {
+                let lasts = if *facts == ImageFacts::Unknown {
+                    UNKNOWN_FOR
+                } else {
+                    KNOWN_FOR
+                };
+                if now.duration_since(*at) < lasts {
+                    return Some(facts.clone());
                 }
+                // Used once more while it is looked at again.
+                Some(facts.clone())
             }
-        }
+            None => None,
+        };
         known.insert(
             image.to_owned(),
             Entry {
@@ -175,7 +168,7 @@ impl ImageInspector {
         );
         drop(known);
         self.spawn_inspection(image);
-        None
+        stale
     }
 
     fn spawn_inspection(self: &Arc<Self>, image: &str) {

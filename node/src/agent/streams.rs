@@ -369,33 +369,9 @@ impl Agent {
             let kill = kill.clone();
             tokio::spawn(async move { runner.run(&program, sandbox, &kill).await })
         };
-        let forward = async {
-            while let Some((channel, data)) = rx.recv().await {
-                if !out.data(channel, data).await {
-                    return;
-                }
-            }
-        };
-        let cancelled = async {
-            loop {
-                match input.recv().await {
-                    None | Some(Input::Close(Channel::Unspecified)) => return,
-                    Some(Input::Data(Channel::Stdin, bytes)) => {
-                        if let Some(writer) = stdin_writer.as_mut() {
-                            if writer.write_all(&bytes).await.is_err() {
-                                stdin_writer = None;
-                            }
-                        }
-                    }
-                    Some(Input::Close(Channel::Stdin)) => stdin_writer = None,
-                    // Wasm guests have no terminal to resize.
-                    Some(_) => {}
-                }
-            }
-        };
         tokio::select! {
-            _ = forward => {}
-            _ = cancelled => { kill.kill(); }
+            _ = forward_output(out, &mut rx) => {}
+            _ = feed_stdin(&mut input, &mut stdin_writer) => { kill.kill(); }
         }
         match run.await {
             Ok(Ok(exit)) => Ok(Some(exit.code)),
@@ -470,36 +446,9 @@ impl Agent {
                 return Err(e.to_string());
             }
         };
-        let forward = async {
-            while let Some((channel, data)) = rx.recv().await {
-                if !out.data(channel, data).await {
-                    return;
-                }
-            }
-        };
-        let cancelled = async {
-            loop {
-                match input.recv().await {
-                    None | Some(Input::Close(Channel::Unspecified)) => return,
-                    Some(Input::Data(Channel::Stdin, bytes)) => {
-                        if let Some(writer) = stdin.as_mut() {
-                            if writer.write_all(&bytes).await.is_err() {
-                                stdin = None;
-                            }
-                        }
-                    }
-                    Some(Input::Close(Channel::Stdin)) => {
-                        stdin = None;
-                        let _ = process.close_stdin().await;
-                    }
-                    // No terminal to resize: exec runs without one.
-                    Some(_) => {}
-                }
-            }
-        };
         let killed = tokio::select! {
-            _ = forward => false,
-            _ = cancelled => true,
+            _ = forward_output(out, &mut rx) => false,
+            _ = feed_stdin(&mut input, &mut stdin) => true,
         };
         if killed {
             let _ = process.kill(9).await;
@@ -567,6 +516,39 @@ impl Agent {
             _ = downstream => {}
         }
         Ok(None)
+    }
+}
+
+/// Sends exec output to the client until every writer is gone (the process ended) or the
+/// client went away.
+async fn forward_output(out: &Out, rx: &mut mpsc::UnboundedReceiver<(Channel, Vec<u8>)>) {
+    while let Some((channel, data)) = rx.recv().await {
+        if !out.data(channel, data).await {
+            return;
+        }
+    }
+}
+
+/// Feeds what the client sends on stdin to `stdin`; the client closing stdin drops the
+/// writer (the process reads end of file). Returns when the client ends the stream, which
+/// kills the process. There is no terminal to resize: exec runs without one.
+async fn feed_stdin<W: tokio::io::AsyncWrite + Unpin>(
+    input: &mut mpsc::Receiver<Input>,
+    stdin: &mut Option<W>,
+) {
+    loop {
+        match input.recv().await {
+            None | Some(Input::Close(Channel::Unspecified)) => return,
+            Some(Input::Data(Channel::Stdin, bytes)) => {
+                if let Some(writer) = stdin.as_mut() {
+                    if writer.write_all(&bytes).await.is_err() {
+                        *stdin = None;
+                    }
+                }
+            }
+            Some(Input::Close(Channel::Stdin)) => *stdin = None,
+            Some(_) => {}
+        }
     }
 }
 
