@@ -25,6 +25,7 @@ struct Mixed {
     _board: Node,
     network_dir: std::path::PathBuf,
     bridge: String,
+    subnet: String,
 }
 
 impl Drop for Mixed {
@@ -33,6 +34,29 @@ impl Drop for Mixed {
         // test's must not outlive it.
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+        // And the agent's masquerade rule for the test's subnet.
+        let _ = Command::new("iptables")
+            .args([
+                "-w",
+                "-t",
+                "nat",
+                "-D",
+                "POSTROUTING",
+                "-s",
+                &self.subnet,
+                "!",
+                "-d",
+            ])
+            .args([
+                &self.subnet,
+                "-m",
+                "comment",
+                "--comment",
+                "bramble pod network bramble",
+            ])
+            .args(["-j", "MASQUERADE"])
             .stderr(Stdio::null())
             .status();
     }
@@ -66,6 +90,7 @@ impl Mixed {
             _board: board,
             network_dir,
             bridge: bridge.to_string(),
+            subnet: subnet.to_string(),
         })
     }
 

@@ -78,21 +78,20 @@ pub(crate) fn parse_cidr(cidr: &str) -> Option<(IpAddr, u8)> {
     (prefix <= max).then_some((addr, prefix))
 }
 
-/// The configuration list of the pod network: a bridge with host-local IPAM, then portmap.
-pub(crate) fn conflist(config: &PodNetworkConfig, ipam_dir: &Path) -> Value {
+/// The configuration list of the pod network: a bridge with host-local IPAM, then portmap
+/// when the pod forwards host ports (a plugin run costs milliseconds of every pod start).
+/// Outbound traffic is masqueraded by one rule for the whole subnet ([`masquerade_rule`]),
+/// not per pod by the bridge plugin, which would add iptables work to every start and stop.
+pub(crate) fn conflist(config: &PodNetworkConfig, ipam_dir: &Path, host_ports: bool) -> Value {
     let default_route = match parse_cidr(&config.subnet) {
         Some((IpAddr::V6(_), _)) => "::/0",
         _ => "0.0.0.0/0",
     };
-    json!({
-        "cniVersion": CNI_VERSION,
-        "name": config.network_name,
-        "plugins": [
-            {
+    let mut plugins = vec![json!({
                 "type": "bridge",
                 "bridge": config.bridge,
                 "isGateway": true,
-                "ipMasq": true,
+                "ipMasq": false,
                 // Lets a pod reach itself through a service or host port.
                 "hairpinMode": true,
                 "ipam": {
@@ -102,14 +101,41 @@ pub(crate) fn conflist(config: &PodNetworkConfig, ipam_dir: &Path) -> Value {
                     // Per agent, so two agents on one machine never share allocations.
                     "dataDir": ipam_dir,
                 },
-            },
-            {
-                "type": "portmap",
-                "capabilities": { "portMappings": true },
-                "snat": true,
-            },
-        ],
+    })];
+    if host_ports {
+        plugins.push(json!({
+            "type": "portmap",
+            "capabilities": { "portMappings": true },
+            "snat": true,
+        }));
+    }
+    json!({
+        "cniVersion": CNI_VERSION,
+        "name": config.network_name,
+        "plugins": plugins,
     })
+}
+
+/// The iptables rule (nat table, POSTROUTING) that masquerades the pods' traffic leaving the
+/// subnet, so pods reach beyond the node; the same rule for every pod.
+pub(crate) fn masquerade_rule(config: &PodNetworkConfig) -> Vec<String> {
+    let comment = format!("bramble pod network {}", config.network_name);
+    [
+        "-s",
+        &config.subnet,
+        "!",
+        "-d",
+        &config.subnet,
+        "-m",
+        "comment",
+        "--comment",
+        &comment,
+        "-j",
+        "MASQUERADE",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 /// The configuration for the loopback plugin, run on `lo` in the pod's namespace.
@@ -178,14 +204,14 @@ mod tests {
 
     #[test]
     fn conflist_has_bridge_with_host_local_in_the_state_dir_then_portmap() {
-        let list = conflist(&config(), Path::new("/var/lib/bramble/network/ipam"));
+        let list = conflist(&config(), Path::new("/var/lib/bramble/network/ipam"), true);
         assert_eq!(list["cniVersion"], "1.0.0");
         assert_eq!(list["name"], "bramble");
         let bridge = &list["plugins"][0];
         assert_eq!(bridge["type"], "bridge");
         assert_eq!(bridge["bridge"], "bramble0");
         assert_eq!(bridge["isGateway"], true);
-        assert_eq!(bridge["ipMasq"], true);
+        assert_eq!(bridge["ipMasq"], false);
         assert_eq!(bridge["hairpinMode"], true);
         assert_eq!(bridge["ipam"]["type"], "host-local");
         assert_eq!(bridge["ipam"]["ranges"][0][0]["subnet"], "10.88.0.0/16");
@@ -200,16 +226,23 @@ mod tests {
     }
 
     #[test]
+    fn portmap_runs_only_for_pods_with_host_ports() {
+        let list = conflist(&config(), Path::new("/x"), false);
+        let types: Vec<&str> = plugins(&list).iter().map(plugin_type).collect();
+        assert_eq!(types, ["bridge"]);
+    }
+
+    #[test]
     fn ipv6_subnet_routes_the_ipv6_default() {
         let mut config = config();
         config.subnet = "fd00:88::/64".into();
-        let list = conflist(&config, Path::new("/x"));
+        let list = conflist(&config, Path::new("/x"), false);
         assert_eq!(list["plugins"][0]["ipam"]["routes"][0]["dst"], "::/0");
     }
 
     #[test]
     fn plugin_stdin_injects_name_version_prev_result_and_only_declared_capabilities() {
-        let list = conflist(&config(), Path::new("/x"));
+        let list = conflist(&config(), Path::new("/x"), true);
         let ports = [PortMapping {
             host_port: 18080,
             container_port: 8080,

@@ -102,6 +102,7 @@ impl PodNetwork {
         for plugin in config::REQUIRED_PLUGINS {
             cni::find_plugin(&config.plugin_dirs, plugin)?;
         }
+        ensure_masquerade(&config)?;
         Ok(PodNetwork {
             inner: Arc::new(Inner {
                 config,
@@ -238,7 +239,11 @@ impl Inner {
             pod_namespace: pod_namespace.to_string(),
             pod_name: pod_name.to_string(),
             netns: netns_path.clone(),
-            conflist: config::conflist(&self.config, &self.config.state_dir.join("ipam")),
+            conflist: config::conflist(
+                &self.config,
+                &self.config.state_dir.join("ipam"),
+                !ports.is_empty(),
+            ),
             port_mappings: ports.to_vec(),
             result: None,
         };
@@ -273,9 +278,20 @@ impl Inner {
             pod_name: &record.pod_name,
             netns: Some(&record.netns),
         };
+        // `lo` and `eth0` are independent: set up side by side, as a pod start waits for both.
         let loopback = config::loopback();
-        cni::exec(&rt, cni::Op::Add, "lo", &loopback)?;
-        cni::add_list(&rt, &record.conflist, POD_IFNAME, &record.port_mappings)
+        std::thread::scope(|scope| {
+            let lo = scope.spawn(|| cni::exec(&rt, cni::Op::Add, "lo", &loopback));
+            let result = cni::add_list(&rt, &record.conflist, POD_IFNAME, &record.port_mappings);
+            match lo.join() {
+                Ok(lo) => lo.and(result),
+                Err(_) => Err(NetworkError::io(
+                    "run the loopback plugin in",
+                    &record.netns,
+                    std::io::Error::other("its thread panicked"),
+                )),
+            }
+        })
     }
 
     fn detach_blocking(&self, uid: &str) -> Result<(), NetworkError> {
@@ -298,7 +314,8 @@ impl Inner {
                 r.pod_name.as_str(),
             ),
             None => (
-                config::conflist(&self.config, &self.config.state_dir.join("ipam")),
+                // Portmap included: DEL of a plugin that never ran is a no-op.
+                config::conflist(&self.config, &self.config.state_dir.join("ipam"), true),
                 Vec::new(),
                 None,
                 "",
@@ -322,6 +339,38 @@ impl Inner {
         result::remove(&record_path)?;
         tracing::info!(pod = uid, "pod detached from the network");
         Ok(())
+    }
+}
+
+/// Adds the subnet's masquerade rule unless it is there (`iptables -C` first: idempotent across
+/// agent restarts, and one rule whatever the number of pods).
+fn ensure_masquerade(config: &PodNetworkConfig) -> Result<(), NetworkError> {
+    let rule = config::masquerade_rule(config);
+    let iptables = |op: &str| {
+        std::process::Command::new("iptables")
+            .args(["-w", "-t", "nat", op, "POSTROUTING"])
+            .args(&rule)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output()
+    };
+    let failed = |source: std::io::Error| {
+        NetworkError::io(
+            "masquerade the pod subnet with (apt-get install -y iptables)",
+            "iptables",
+            source,
+        )
+    };
+    if iptables("-C").map_err(failed)?.status.success() {
+        return Ok(());
+    }
+    let added = iptables("-A").map_err(failed)?;
+    if added.status.success() {
+        Ok(())
+    } else {
+        Err(failed(std::io::Error::other(
+            String::from_utf8_lossy(&added.stderr).trim().to_string(),
+        )))
     }
 }
 

@@ -55,6 +55,10 @@ impl Drop for TestNet {
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .status();
+        let _ = Command::new("iptables")
+            .args(["-w", "-t", "nat", "-D", "POSTROUTING"])
+            .args(super::config::masquerade_rule(self.net.config()))
+            .status();
     }
 }
 
@@ -135,7 +139,7 @@ fn host_ip() -> IpAddr {
     probe.local_addr().unwrap().ip()
 }
 
-/// Deletes the nat rules and chains the plugins made for `pod`, as a reboot does.
+/// Deletes the nat rules and chains the plugins made for `pod` (if any), as a reboot does.
 fn forget_nat_rules_of(pod: &str) {
     let rules = Command::new("iptables")
         .args(["-t", "nat", "-S"])
@@ -161,7 +165,7 @@ fn forget_nat_rules_of(pod: &str) {
             "{delete}"
         );
     }
-    assert!(!chains.is_empty(), "no nat rules found for {pod}:\n{rules}");
+    // A pod without host ports has none: masquerading is one rule for the whole subnet.
     for chain in chains {
         for op in ["-F", "-X"] {
             let _ = Command::new("iptables")
@@ -335,8 +339,9 @@ fn a_missing_plugin_dir_is_a_clear_error() {
 
 #[tokio::test]
 async fn bad_pod_identities_are_rejected_before_anything_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let net = PodNetwork::new(PodNetworkConfig::new(dir.path())).unwrap();
+    // Its own subnet and bridge (cleaned up by TestNet), not the defaults a real node uses.
+    let t = TestNet::new(9, "10.123.9.0/24");
+    let net = &t.net;
     for uid in ["", "../etc", "a/b", ".hidden"] {
         let err = net.attach(uid, "default", "a", &[]).await.unwrap_err();
         assert!(

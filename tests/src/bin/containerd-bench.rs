@@ -30,6 +30,8 @@ const WARMUP: usize = 2;
 /// Running Wasm pods per runtime for the memory figure.
 const RUNNING: usize = 20;
 const BARE_NAMESPACE: &str = "bench-bare";
+/// The bench node's pod subnet.
+const SUBNET: &str = "10.66.0.0/16";
 /// The command both container figures run.
 const SLEEP: [&str; 3] = ["/bin/busybox", "sleep", "3600"];
 
@@ -177,7 +179,7 @@ fn main() -> Result<()> {
             "--containerd-socket",
             &socket,
             "--pod-cidr",
-            "10.66.0.0/16",
+            SUBNET,
             "--pod-bridge",
             "brbench0",
         ],
@@ -252,6 +254,22 @@ fn main() -> Result<()> {
     drop(node);
     let _ = Command::new("ip")
         .args(["link", "del", "brbench0"])
+        .status();
+    let _ = Command::new("iptables")
+        .args([
+            "-w",
+            "-t",
+            "nat",
+            "-D",
+            "POSTROUTING",
+            "-s",
+            SUBNET,
+            "!",
+            "-d",
+            SUBNET,
+        ])
+        .args(["-m", "comment", "--comment", "bramble pod network bramble"])
+        .args(["-j", "MASQUERADE"])
         .status();
     result
 }
