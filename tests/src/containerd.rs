@@ -276,3 +276,61 @@ fn find_on_path(name: &str) -> Result<PathBuf> {
             )
         })
 }
+
+/// The pod network a node with containerd sets up on this machine, for a test or benchmark:
+/// the flags that give the node its own subnet and bridge, and, when dropped, the removal of
+/// what the node leaves on the host by design (the bridge and the subnet's masquerade rule),
+/// so parallel tests do not share addresses and nothing outlives them.
+pub struct PodNetworkOnHost {
+    subnet: String,
+    bridge: String,
+}
+
+impl PodNetworkOnHost {
+    /// A pod network on `subnet` (a CIDR no other test uses) with bridge `bridge`.
+    pub fn new(subnet: &str, bridge: &str) -> PodNetworkOnHost {
+        PodNetworkOnHost {
+            subnet: subnet.to_string(),
+            bridge: bridge.to_string(),
+        }
+    }
+
+    /// The `bramble-node` flags of a node using `containerd` and this network.
+    pub fn node_args(&self, containerd: &Containerd) -> Vec<String> {
+        vec![
+            "--containerd-socket".into(),
+            containerd.socket().to_string_lossy().into_owned(),
+            "--pod-cidr".into(),
+            self.subnet.clone(),
+            "--pod-bridge".into(),
+            self.bridge.clone(),
+        ]
+    }
+}
+
+impl Drop for PodNetworkOnHost {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+        let subnet = self.subnet.as_str();
+        let _ = Command::new("iptables")
+            .args([
+                "-w",
+                "-t",
+                "nat",
+                "-D",
+                "POSTROUTING",
+                "-s",
+                subnet,
+                "!",
+                "-d",
+                subnet,
+            ])
+            .args(["-m", "comment", "--comment", "bramble pod network bramble"])
+            .args(["-j", "MASQUERADE"])
+            .stderr(Stdio::null())
+            .status();
+    }
+}

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use bramble_tests::containerd::Containerd;
+use bramble_tests::containerd::{Containerd, PodNetworkOnHost};
 use bramble_tests::node::Node;
 use bramble_tests::Cluster;
 use serde_json::Value;
@@ -24,42 +24,8 @@ struct Mixed {
     server: Node,
     _board: Node,
     network_dir: std::path::PathBuf,
-    bridge: String,
-    subnet: String,
-}
-
-impl Drop for Mixed {
-    fn drop(&mut self) {
-        // The bridge plugin leaves its bridge when the last pod goes, as on a real node; the
-        // test's must not outlive it.
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .stderr(Stdio::null())
-            .status();
-        // And the agent's masquerade rule for the test's subnet.
-        let _ = Command::new("iptables")
-            .args([
-                "-w",
-                "-t",
-                "nat",
-                "-D",
-                "POSTROUTING",
-                "-s",
-                &self.subnet,
-                "!",
-                "-d",
-            ])
-            .args([
-                &self.subnet,
-                "-m",
-                "comment",
-                "--comment",
-                "bramble pod network bramble",
-            ])
-            .args(["-j", "MASQUERADE"])
-            .stderr(Stdio::null())
-            .status();
-    }
+    // Dropped after the nodes (fields drop in order).
+    _network: PodNetworkOnHost,
 }
 
 impl Mixed {
@@ -67,20 +33,10 @@ impl Mixed {
         let containerd = Containerd::start()?;
         let cluster = Cluster::start()?;
         let token = cluster.bramble_ok(&["token", "create"])?.trim().to_string();
-        let socket = containerd.socket().to_string_lossy().to_string();
-        let server = Node::join_with(
-            &cluster,
-            "server-1",
-            &token,
-            &[
-                "--containerd-socket",
-                &socket,
-                "--pod-cidr",
-                subnet,
-                "--pod-bridge",
-                bridge,
-            ],
-        )?;
+        let network = PodNetworkOnHost::new(subnet, bridge);
+        let args = network.node_args(&containerd);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let server = Node::join_with(&cluster, "server-1", &token, &args)?;
         let board = Node::join(&cluster, "board-1", &token)?;
         let network_dir = server.data_dir().join("network");
         Ok(Mixed {
@@ -89,8 +45,7 @@ impl Mixed {
             server,
             _board: board,
             network_dir,
-            bridge: bridge.to_string(),
-            subnet: subnet.to_string(),
+            _network: network,
         })
     }
 

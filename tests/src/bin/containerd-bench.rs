@@ -10,11 +10,10 @@
 //! builds) through the test harness. Run: `cargo build --release --workspace --bins &&
 //! BRAMBLE_IMAGES_DIR=target/images target/release/containerd-bench`
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use bramble_tests::containerd::Containerd;
+use bramble_tests::containerd::{Containerd, PodNetworkOnHost};
 use bramble_tests::memory::rss_pss_kib;
 use bramble_tests::node::{images_dir, Node};
 use bramble_tests::pod_starts::{started, time_starts};
@@ -30,8 +29,6 @@ const WARMUP: usize = 2;
 /// Running Wasm pods per runtime for the memory figure.
 const RUNNING: usize = 20;
 const BARE_NAMESPACE: &str = "bench-bare";
-/// The bench node's pod subnet.
-const SUBNET: &str = "10.66.0.0/16";
 /// The command both container figures run.
 const SLEEP: [&str; 3] = ["/bin/busybox", "sleep", "3600"];
 
@@ -170,20 +167,10 @@ fn main() -> Result<()> {
     let containerd = Containerd::start()?;
     let cluster = Cluster::start()?;
     let token = cluster.bramble_ok(&["token", "create"])?;
-    let socket = containerd.socket().to_string_lossy().to_string();
-    let node = Node::join_with(
-        &cluster,
-        "bench-node",
-        token.trim(),
-        &[
-            "--containerd-socket",
-            &socket,
-            "--pod-cidr",
-            SUBNET,
-            "--pod-bridge",
-            "brbench0",
-        ],
-    )?;
+    let network = PodNetworkOnHost::new("10.66.0.0/16", "brbench0");
+    let args = network.node_args(&containerd);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let node = Node::join_with(&cluster, "bench-node", token.trim(), &args)?;
     let node_pid = node.pid().context("no node pid")?;
     let busybox = cluster.push_oci_sample("busybox")?;
     let ticker = cluster.push_sample("ticker")?;
@@ -252,24 +239,6 @@ fn main() -> Result<()> {
         anyhow::Ok(())
     });
     drop(node);
-    let _ = Command::new("ip")
-        .args(["link", "del", "brbench0"])
-        .status();
-    let _ = Command::new("iptables")
-        .args([
-            "-w",
-            "-t",
-            "nat",
-            "-D",
-            "POSTROUTING",
-            "-s",
-            SUBNET,
-            "!",
-            "-d",
-            SUBNET,
-        ])
-        .args(["-m", "comment", "--comment", "bramble pod network bramble"])
-        .args(["-j", "MASQUERADE"])
-        .status();
+    drop(network);
     result
 }
