@@ -314,19 +314,18 @@ impl Snapshot {
     /// Whether the nodes differ in the runtimes they offer or their architecture, so that
     /// where a pod can run depends on its images. One pass over the nodes (per batch).
     pub fn mixed_runtimes(&self) -> bool {
-        fn kind(node: &NodeInfo) -> Vec<(&String, &String)> {
-            node.labels()
-                .iter()
-                .filter(|(k, _)| {
-                    k.starts_with(super::RUNTIME_LABEL_PREFIX) || *k == super::filters::ARCH_LABEL
-                })
-                .collect()
+        // Compared label by label, without collecting: this runs once per batch over every
+        // node.
+        fn kind(node: &NodeInfo) -> impl Iterator<Item = (&String, &String)> {
+            node.labels().iter().filter(|(k, _)| {
+                k.starts_with(super::RUNTIME_LABEL_PREFIX) || *k == super::filters::ARCH_LABEL
+            })
         }
         let mut nodes = self.nodes.iter();
-        let Some(first) = nodes.next().map(kind) else {
+        let Some(first) = nodes.next() else {
             return false;
         };
-        nodes.any(|n| kind(n) != first)
+        nodes.any(|n| !kind(n).eq(kind(first)))
     }
 
     /// Forgets a node. Pods still bound to it stay accounted (until removed) in case it

@@ -574,17 +574,6 @@ impl Start {
     }
 }
 
-/// A process-unique suffix for exec ids.
-pub(crate) fn unique_suffix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 fn remove_fifos(dir: &Path, id: &str) {
     for stream in ["stdout", "stderr"] {
         let _ = std::fs::remove_file(dir.join(format!("{id}.{stream}")));

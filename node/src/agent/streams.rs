@@ -393,7 +393,7 @@ impl Agent {
             .containerd
             .as_ref()
             .ok_or_else(|| "this node has no containerd".to_string())?;
-        let exec_id = format!("exec-{}", super::containers::unique_suffix());
+        let exec_id = format!("exec-{}", crate::containerd::unique_suffix());
         let dir = self.fifo_dir(&r.pod_uid).join(&exec_id);
         let io = ExecIo {
             stdin: r.stdin.then(|| dir.join("stdin")),

@@ -21,7 +21,7 @@ use super::error::ContainerdError;
 const CREATED_FIFOS: &str = "created-fifos";
 
 /// A suffix unique within this process and unlikely to repeat across processes.
-pub(super) fn unique_suffix() -> String {
+pub(crate) fn unique_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

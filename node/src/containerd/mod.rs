@@ -31,6 +31,7 @@ pub use connection::Containerd;
 pub use error::ContainerdError;
 pub use exec::{ExecHandle, ExecIo};
 pub use image::ImageConfig;
+pub(crate) use io::unique_suffix;
 pub use io::{make_fifo, open_fifo_reader};
 pub use spec::{container_args, merge_env};
 
