@@ -33,6 +33,7 @@ pub enum Launched {
     /// A Wasm instance in the agent.
     Wasm(Program),
     /// A container in containerd, by id.
+    #[cfg(feature = "containerd")]
     Container {
         /// containerd's container id.
         id: String,
@@ -353,8 +354,10 @@ impl Agent {
         mut events: mpsc::UnboundedReceiver<Event>,
         shutdown: CancellationToken,
     ) {
-        let mut next: Option<Instant> = None;
         loop {
+            // The first pass runs at once: an agent restarted while the control plane is away
+            // has nothing else to wake it, and its pods must start from the state on disk.
+            let next = self.sync_all();
             let sleep = async {
                 match next {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -373,7 +376,6 @@ impl Agent {
                 }
                 _ = sleep => {}
             }
-            next = self.sync_all();
         }
         for runtime in lock(&self.pods).values() {
             for slot in runtime.init.iter().chain(&runtime.containers) {
@@ -811,10 +813,7 @@ impl Agent {
     fn start(self: &Arc<Self>, slot: &mut Slot, desired: &Arc<Desired>, volumes: &PodVolumes) {
         // A container still running in containerd from an earlier agent process is adopted,
         // not started again: same start, same restart count.
-        let adopted = self
-            .containerd
-            .as_ref()
-            .and_then(|rt| rt.take_adoptable(&desired.stored.uid, &slot.name));
+        let adopted = self.take_adoptable(&desired.stored.uid, &slot.name);
         slot.attempt += 1;
         slot.killing = false;
         match &adopted {
@@ -905,9 +904,7 @@ impl Agent {
         let records = |slots: &[Slot]| slots.iter().map(|s| s.record.clone()).collect::<Vec<_>>();
         // Container pods have their own IP on the pod network; Wasm pods share the node's.
         let pod_ip = self
-            .containerd
-            .as_ref()
-            .and_then(|rt| rt.pod_ip(&runtime.uid))
+            .pod_ip(&runtime.uid)
             .unwrap_or_else(|| self.config.host_ip.clone());
         pod_status(
             &desired.pod,
@@ -971,6 +968,7 @@ impl Agent {
     }
 
     fn forget_pod(self: &Arc<Self>, uid: &str) {
+        #[cfg(feature = "containerd")]
         if self.containerd.is_some() {
             let (agent, uid) = (self.clone(), uid.to_string());
             tokio::spawn(async move {
