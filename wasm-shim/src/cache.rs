@@ -44,6 +44,13 @@ pub enum CacheError {
         #[source]
         source: io::Error,
     },
+    /// The binary has no artifact here, and this cache does not compile (see
+    /// [`ModuleCache::compiles`]): the artifact must come precompiled.
+    #[error("wasm binary {digest:?} has no precompiled artifact here, and this node does not compile Wasm itself")]
+    NoCompiler {
+        /// Digest of the binary.
+        digest: Digest,
+    },
     /// A precompiled artifact cannot run on this engine.
     #[error("precompiled artifact for {digest:?} is not usable by this engine: {message}")]
     Incompatible {
@@ -78,6 +85,8 @@ pub struct CacheStats {
 pub struct ModuleCache {
     engine: Engine,
     dir: PathBuf,
+    /// Compile binaries without an artifact; otherwise they need one precompiled.
+    compiles: bool,
     compiled: AtomicU64,
     loaded: AtomicU64,
     recovered: AtomicU64,
@@ -95,6 +104,7 @@ impl ModuleCache {
         Ok(Self {
             engine: engine.clone(),
             dir,
+            compiles: Self::can_compile(),
             compiled: AtomicU64::new(0),
             loaded: AtomicU64::new(0),
             recovered: AtomicU64::new(0),
@@ -141,11 +151,48 @@ impl ModuleCache {
             return Ok(artifact);
         }
         let kind = Kind::of_wasm(wasm).ok_or(CacheError::NotWasm { digest })?;
+        if !self.compiles {
+            return Err(CacheError::NoCompiler { digest });
+        }
+        let (artifact, bytes) = self.compile(digest, kind, wasm)?;
+        self.compiled.fetch_add(1, Ordering::Relaxed);
+        // The compiled code is usable even if the disk is full; the next start compiles again.
+        if let Err(err) = self.store(&digest, kind, &bytes) {
+            tracing::warn!(%digest, error = %err, "caching compiled wasm failed");
+        }
+        Ok(artifact)
+    }
+
+    /// Whether this build can compile Wasm itself (the `compiler` feature); without it only
+    /// artifacts installed with [`ModuleCache::install_precompiled`] run.
+    pub const fn can_compile() -> bool {
+        cfg!(feature = "compiler")
+    }
+
+    /// Whether this cache compiles binaries it has no artifact for (by default when it can).
+    pub fn compiles(&self) -> bool {
+        self.compiles
+    }
+
+    /// Stops compiling: binaries without an artifact fail with [`CacheError::NoCompiler`], for
+    /// boards that leave compiling to the control plane even though they could.
+    pub fn never_compile(mut self) -> Self {
+        self.compiles = false;
+        self
+    }
+
+    #[cfg(feature = "compiler")]
+    fn compile(
+        &self,
+        digest: Digest,
+        kind: Kind,
+        wasm: &[u8],
+    ) -> Result<(Artifact, Vec<u8>), CacheError> {
         let compile_err = |err: wasmtime::Error| CacheError::Compile {
             digest,
             message: format!("{err:#}"),
         };
-        let (artifact, bytes) = match kind {
+        Ok(match kind {
             Kind::Module => {
                 let module = Module::from_binary(&self.engine, wasm).map_err(compile_err)?;
                 let bytes = module.serialize().map_err(compile_err)?;
@@ -156,13 +203,17 @@ impl ModuleCache {
                 let bytes = component.serialize().map_err(compile_err)?;
                 (Artifact::Component(component), bytes)
             }
-        };
-        self.compiled.fetch_add(1, Ordering::Relaxed);
-        // The compiled code is usable even if the disk is full; the next start compiles again.
-        if let Err(err) = self.store(&digest, kind, &bytes) {
-            tracing::warn!(%digest, error = %err, "caching compiled wasm failed");
-        }
-        Ok(artifact)
+        })
+    }
+
+    #[cfg(not(feature = "compiler"))]
+    fn compile(
+        &self,
+        digest: Digest,
+        _kind: Kind,
+        _wasm: &[u8],
+    ) -> Result<(Artifact, Vec<u8>), CacheError> {
+        Err(CacheError::NoCompiler { digest })
     }
 
     /// Stores an artifact the control plane precompiled for this board's engine, for the

@@ -98,7 +98,22 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
 /// in every process and on every machine (unlike `std`'s hasher).
 pub fn compatibility_key(engine: &Engine) -> String {
     let mut hasher = ShaHasher(Sha256::new());
+    #[cfg(feature = "compiler")]
     engine.precompile_compatibility_hash().hash(&mut hasher);
+    // wasmtime computes that hash from its compiler's settings. An engine without a compiler
+    // runs artifacts compiled elsewhere for it; wasmtime checks each one when loading it, and
+    // the cache deletes and fetches again any artifact it refuses. So one directory per
+    // architecture and build is enough.
+    #[cfg(not(feature = "compiler"))]
+    {
+        let _ = engine;
+        (
+            "precompiled-only",
+            std::env::consts::ARCH,
+            env!("CARGO_PKG_VERSION"),
+        )
+            .hash(&mut hasher);
+    }
     let digest: [u8; 32] = hasher.0.finalize().into();
     // 128 bits are plenty to tell engine configurations apart and keep paths short.
     to_hex(digest.get(..16).unwrap_or(&digest))

@@ -129,6 +129,20 @@ impl EngineConfig {
     }
 }
 
+/// The target triple of this process, as the precompiler names it (e.g.
+/// `aarch64-unknown-linux-gnu`): a node without a compiler asks for artifacts for it.
+pub fn host_target() -> String {
+    let arch = match std::env::consts::ARCH {
+        // Cranelift's riscv64 backend targets the G and C extensions every Linux board has.
+        "riscv64" => "riscv64gc",
+        arch => arch,
+    };
+    match std::env::consts::OS {
+        "linux" => format!("{arch}-unknown-linux-gnu"),
+        os => format!("{arch}-unknown-{os}"),
+    }
+}
+
 /// Turns `settings` into a wasmtime [`Config`], compiling for `target` (a target triple such as
 /// `aarch64-unknown-linux-gnu`) instead of the host when given.
 ///
@@ -154,6 +168,7 @@ pub fn build_config(settings: &EngineConfig, target: Option<&str>) -> Result<Con
     config.memory_reservation_for_growth(settings.memory_reservation_for_growth);
     // Copy-on-write initial memory images keep untouched data pages out of RSS.
     config.memory_init_cow(true);
+    #[cfg(feature = "compiler")]
     config.parallel_compilation(settings.parallel_compilation);
     config.wasm_component_model(true);
     if let Some(pooling) = &settings.pooling {

@@ -11,6 +11,7 @@ pub mod instance;
 pub mod limits;
 pub mod log;
 pub mod output;
+#[cfg(feature = "compiler")]
 pub mod precompile;
 pub mod sandbox;
 pub mod sockets;
