@@ -220,9 +220,16 @@ pub async fn run(
     let registry_gc = tokio::spawn(collect_registry_garbage(registry, shutdown.clone()));
 
     let tls = tls_config(&pki.ca_pem, &pki.server_cert_pem, &pki.server_key_pem)?;
-    let gateway = NodeGateway::new(api.clone(), Arc::new(pki), config.gateway.clone());
+    let gateway = NodeGateway::new(
+        api.clone(),
+        Arc::new(pki),
+        config.gateway.clone(),
+        config.data_dir.join("precompiled"),
+    );
     let monitor = gateway.spawn_monitor(shutdown.clone());
-    let grpc = NodeGatewayServer::new(gateway);
+    // Precompile requests carry whole Wasm binaries, beyond gRPC's 4 MiB default.
+    let grpc = NodeGatewayServer::new(gateway)
+        .max_decoding_message_size(crate::node_gateway::precompile::MAX_WASM_BYTES);
     tracing::info!(address = %local, kubeconfig = %kubeconfig.display(), "API server listening");
     if let Some(ready) = on_ready {
         ready(local);

@@ -51,6 +51,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         image_budget: 1024 * 1024 * 1024,
         on_shutdown: bramble_node::run::OnShutdown::Keep,
         containerd: None,
+        wasm_compile: bramble_node::run::WasmCompile::Local,
     };
     let node = tokio::spawn(run_node(credentials, options, shutdown.clone()));
     let served = server.await.context("the control plane task failed")?;

@@ -16,6 +16,9 @@ use tonic::transport::{Channel, Endpoint};
 use crate::agent::Agent;
 use crate::credentials::{server_name, Credentials};
 
+/// Largest precompiled module the node accepts from the control plane.
+const MAX_ARTIFACT_BYTES: usize = 256 << 20;
+
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -82,7 +85,10 @@ async fn session(
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     let channel = channel(credentials).await?;
-    let mut client = NodeGatewayClient::new(channel);
+    let mut client = NodeGatewayClient::new(channel)
+        // Precompiled modules can exceed gRPC's 4 MiB default.
+        .max_decoding_message_size(MAX_ARTIFACT_BYTES);
+    agent.attach_gateway(client.clone());
     let (tx, rx) = mpsc::channel::<NodeMessage>(256);
     let register = NodeMessage {
         kind: Some(node_message::Kind::Register(Register {

@@ -3,11 +3,13 @@
 
 pub mod agent;
 pub mod connection;
+#[cfg(feature = "containerd")]
 pub mod containerd;
 pub mod credentials;
 pub mod durable;
 pub mod hollow;
 pub mod image_cache;
+#[cfg(feature = "containerd")]
 pub mod network;
 pub mod oci;
 pub mod pod;

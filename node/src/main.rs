@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use bramble_node::credentials::{self, Credentials};
 use bramble_node::run::{
-    hostname, run_node, ContainerdOptions, NodeOptions, OnShutdown, WasmRuntime,
+    hostname, run_node, ContainerdOptions, NodeOptions, OnShutdown, WasmCompile, WasmRuntime,
 };
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -66,6 +66,10 @@ struct Common {
         default_value = "in-process"
     )]
     wasm_runtime: WasmRuntime,
+    /// Who compiles Wasm modules: the node, or the control plane for this node's target
+    /// (default: the node, unless this build has no compiler).
+    #[arg(long, env = "BRAMBLE_WASM_COMPILE", value_enum)]
+    wasm_compile: Option<WasmCompile>,
     /// The subnet container pods get their IPs from (one per node).
     #[arg(long, env = "BRAMBLE_POD_CIDR", default_value = "10.88.0.0/16")]
     pod_cidr: String,
@@ -230,6 +234,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
         image_budget: common.image_budget_mib.saturating_mul(1024 * 1024),
         on_shutdown: common.on_shutdown,
         containerd,
+        wasm_compile: common
+            .wasm_compile
+            .unwrap_or_else(WasmCompile::default_for_build),
     };
     run_node(credentials, options, shutdown).await
 }

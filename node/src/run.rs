@@ -26,6 +26,29 @@ pub struct NodeOptions {
     pub on_shutdown: OnShutdown,
     /// containerd, on nodes that run containers.
     pub containerd: Option<ContainerdOptions>,
+    /// Who compiles the Wasm modules this node runs.
+    pub wasm_compile: WasmCompile,
+}
+
+/// Who compiles a Wasm module the first time a node runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WasmCompile {
+    /// The node itself (Cranelift in the agent): needs a build with the `compiler` feature.
+    Local,
+    /// The control plane, for this node's target; the node keeps the artifact. A board without
+    /// the compiler has a smaller binary and never spends its CPU compiling.
+    ControlPlane,
+}
+
+impl WasmCompile {
+    /// `Local` when this build has the compiler, else `ControlPlane`.
+    pub fn default_for_build() -> Self {
+        if bramble_wasm_shim::cache::ModuleCache::can_compile() {
+            Self::Local
+        } else {
+            Self::ControlPlane
+        }
+    }
 }
 
 /// How a node reaches containerd and networks its container pods.
@@ -86,6 +109,7 @@ pub async fn run_node(
         log_max_bytes: 10 * 1024 * 1024,
         log_max_files: 3,
         containerd: options.containerd.clone(),
+        wasm_compile: options.wasm_compile,
     };
     let (agent, events) = Agent::open(config, registry).await?;
     // The connection outlives the sync loop by the drain, so final statuses reach the server.

@@ -3,12 +3,14 @@
 //! Nodes reach it on the API server's port (gRPC is told apart by its content type). `Join`
 //! trades a join token for a node certificate; `Connect` is each node's one stream: it
 //! registers the node, keeps its Node object true, sends its desired pods, writes the pod
-//! statuses it reports, and carries the tunnelled streams of logs, exec and port-forward.
+//! statuses it reports, and carries the tunnelled streams of logs, exec and port-forward;
+//! `Precompile` compiles Wasm for nodes built without a compiler.
 
 pub mod desired;
 pub mod join;
 pub mod node_status;
 pub mod pod_router;
+pub mod precompile;
 pub mod sessions;
 
 use std::pin::Pin;
@@ -18,7 +20,7 @@ use std::time::Duration;
 use bramble_api::node_protocol::node_gateway_server::NodeGateway as NodeGatewayService;
 use bramble_api::node_protocol::{
     control_message, node_message, Channel, ControlMessage, JoinRequest, JoinResponse, NodeMessage,
-    PodEvent, PodStatusReport, Registered,
+    PodEvent, PodStatusReport, PrecompileRequest, PrecompileResponse, Registered,
 };
 use futures::Stream;
 use serde_json::Value;
@@ -27,6 +29,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use self::node_status::{NodeLiveness, MANAGER};
 use self::pod_router::PodRouter;
+use self::precompile::Precompiles;
 use self::sessions::{NodeSessions, Session, TunnelEvent};
 use crate::apiserver::auth::Identity;
 use crate::apiserver::delete::DeleteOptions;
@@ -67,6 +70,7 @@ pub struct NodeGateway {
     config: GatewayConfig,
     liveness: Arc<NodeLiveness>,
     router: Arc<PodRouter>,
+    precompiles: Precompiles,
 }
 
 /// The caller's verified client certificate identity, put into each gRPC request's extensions
@@ -75,14 +79,21 @@ pub struct NodeGateway {
 pub struct PeerIdentity(pub Option<Identity>);
 
 impl NodeGateway {
-    /// A gateway writing through `api`, signing node certificates with `pki`.
-    pub fn new(api: Arc<ApiServer>, pki: Arc<Pki>, config: GatewayConfig) -> Self {
+    /// A gateway writing through `api`, signing node certificates with `pki`, keeping modules
+    /// precompiled for nodes under `precompiled_dir`.
+    pub fn new(
+        api: Arc<ApiServer>,
+        pki: Arc<Pki>,
+        config: GatewayConfig,
+        precompiled_dir: std::path::PathBuf,
+    ) -> Self {
         Self {
             api,
             pki,
             config,
             liveness: Arc::default(),
             router: Arc::default(),
+            precompiles: Precompiles::new(precompiled_dir),
         }
     }
 
@@ -115,6 +126,23 @@ impl NodeGateway {
     }
 }
 
+/// The node whose client certificate made `request`; `call` names the call in the refusal.
+#[allow(clippy::result_large_err)] // tonic::Status is what the gRPC handler returns anyway
+fn calling_node<T>(request: &Request<T>, call: &str) -> Result<String, Status> {
+    let identity = request
+        .extensions()
+        .get::<PeerIdentity>()
+        .and_then(|p| p.0.clone())
+        .ok_or_else(|| {
+            Status::unauthenticated(format!(
+                "{call} needs a node client certificate: run `bramble-node join` first"
+            ))
+        })?;
+    identity.node_name().map(str::to_string).ok_or_else(|| {
+        Status::permission_denied(format!("{} is not a node credential", identity.user))
+    })
+}
+
 type ControlStream = Pin<Box<dyn Stream<Item = Result<ControlMessage, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -128,25 +156,24 @@ impl NodeGatewayService for NodeGateway {
 
     type ConnectStream = ControlStream;
 
+    async fn precompile(
+        &self,
+        request: Request<PrecompileRequest>,
+    ) -> Result<Response<PrecompileResponse>, Status> {
+        let node = calling_node(&request, "precompile")?;
+        let request = request.into_inner();
+        let (target, bytes) = (request.target.clone(), request.wasm.len());
+        let artifact = self.precompiles.artifact(request).await.inspect_err(|e| {
+            tracing::warn!(%node, %target, bytes, error = %e.message(), "precompiling for a node failed");
+        })?;
+        Ok(Response::new(PrecompileResponse { artifact }))
+    }
+
     async fn connect(
         &self,
         request: Request<Streaming<NodeMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
-        let identity = request
-            .extensions()
-            .get::<PeerIdentity>()
-            .and_then(|p| p.0.clone())
-            .ok_or_else(|| {
-                Status::unauthenticated(
-                    "connect needs a node client certificate: run `bramble-node join` first",
-                )
-            })?;
-        let node = identity
-            .node_name()
-            .ok_or_else(|| {
-                Status::permission_denied(format!("{} is not a node credential", identity.user))
-            })?
-            .to_string();
+        let node = calling_node(&request, "connect")?;
         let mut inbound = request.into_inner();
         let first = inbound
             .message()

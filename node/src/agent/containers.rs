@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::sync::{Event, Launched, Stopper};
-use super::{lock, Agent, Desired};
+use super::{lock, Adoptable, Agent, Desired};
 use crate::containerd::{
     container_args, make_fifo, merge_env, BindMount, Containerd, LaunchSpec, TaskState,
 };
@@ -49,13 +49,6 @@ const WASM_MODULE_FILE: &str = "module.wasm";
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 /// Longest wait for the output copies to finish once the container exited.
 const DRAIN: Duration = Duration::from_secs(2);
-
-/// A running container found when the agent started.
-#[derive(Debug, Clone)]
-pub(crate) struct Adoptable {
-    pub id: String,
-    pub restart_count: i32,
-}
 
 /// The containerd side of a node.
 pub(crate) struct ContainerdRuntime {
@@ -222,7 +215,7 @@ pub(crate) struct Start {
     pub image: PulledImage,
     pub reference: String,
     pub image_id: String,
-    pub runtime: &'static str,
+    pub runtime: super::start::ContainerdRuntime,
 }
 
 impl Agent {
@@ -472,7 +465,11 @@ impl Agent {
             hostname: start.desired.name().to_string(),
             stdout: fifos.join(format!("{id}.stdout")),
             stderr: fifos.join(format!("{id}.stderr")),
-            runtime: start.runtime.to_string(),
+            runtime: match start.runtime {
+                super::start::ContainerdRuntime::Runc => crate::containerd::RUNC_RUNTIME,
+                super::start::ContainerdRuntime::WasmShim => crate::containerd::BRAMBLE_RUNTIME,
+            }
+            .to_string(),
             // Where the shim serves a wasi:http component (the container's first TCP port).
             annotations: BTreeMap::from([(
                 "bramble.dev/http-port".to_string(),

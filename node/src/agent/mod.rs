@@ -3,6 +3,7 @@
 //! (`sync.rs`, `start.rs`), reports their status like a kubelet, and serves the streams the
 //! control plane opens for logs, exec, attach and port-forward (`streams.rs`, `logs.rs`).
 
+#[cfg(feature = "containerd")]
 mod containers;
 pub mod desired_store;
 mod logs;
@@ -14,6 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use crate::run::WasmCompile;
+use bramble_api::node_protocol::node_gateway_client::NodeGatewayClient;
 use bramble_api::node_protocol::{
     node_message, pod_change, DesiredPod, NodeAddress, NodeCondition, NodeInfo, NodeMessage,
     PodChange, PodChanges, PodEvent, PodSnapshot, PodStatusReport,
@@ -23,6 +26,7 @@ use bramble_wasm_shim::engine::{EngineConfig, WasmEngine};
 use bramble_wasm_shim::instance::Runner;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use tokio::sync::{mpsc, Notify};
+use tonic::transport::Channel;
 
 use self::desired_store::{DesiredStore, StoredPod};
 use self::streams::Streams;
@@ -82,6 +86,8 @@ pub struct AgentConfig {
     pub log_max_files: u32,
     /// containerd, on nodes that run containers.
     pub containerd: Option<crate::run::ContainerdOptions>,
+    /// Who compiles Wasm modules.
+    pub wasm_compile: crate::run::WasmCompile,
 }
 
 /// Why the agent could not start.
@@ -173,6 +179,8 @@ pub struct Agent {
     pub(crate) desired: Mutex<HashMap<String, Arc<Desired>>>,
     pub(crate) pods: Mutex<HashMap<String, PodRuntime>>,
     uplink: Mutex<Option<mpsc::Sender<NodeMessage>>>,
+    /// The control plane's gateway, for precompiled modules (set while connected).
+    pub(crate) gateway: Mutex<Option<NodeGatewayClient<Channel>>>,
     pub(crate) wake: Notify,
     /// Pods the next sync pass must look at (all of them when `all`).
     pub(crate) dirty: Mutex<Dirty>,
@@ -183,6 +191,7 @@ pub struct Agent {
     pub(crate) stopping: std::sync::atomic::AtomicBool,
     pub(crate) streams: Streams,
     /// containerd and the pod network, on nodes that run containers.
+    #[cfg(feature = "containerd")]
     pub(crate) containerd: Option<containers::ContainerdRuntime>,
 }
 
@@ -205,6 +214,15 @@ impl Agent {
             .map_err(|e| AgentError::Runtime(e.to_string()))?;
         let cache = ModuleCache::open(engine.engine(), &dir.join("modules"))
             .map_err(|e| AgentError::Runtime(e.to_string()))?;
+        let cache = match config.wasm_compile {
+            WasmCompile::ControlPlane => cache.never_compile(),
+            WasmCompile::Local if ModuleCache::can_compile() => cache,
+            WasmCompile::Local => {
+                return Err(AgentError::Runtime(
+                    "this bramble-node was built without the Wasm compiler: modules can only be compiled by the control plane (--wasm-compile control-plane)".into(),
+                ))
+            }
+        };
         let runner = Runner::new(engine, cache).map_err(|e| AgentError::Runtime(e.to_string()))?;
         let images = ImageCache::open(dir.join("images"), config.image_budget)
             .await
@@ -219,10 +237,18 @@ impl Agent {
                 Err(e) => tracing::warn!(error = %e, "skipping a stored pod that does not parse"),
             }
         }
+        #[cfg(feature = "containerd")]
         let containerd = match &config.containerd {
             Some(options) => Some(open_containerd(options, &config.data_dir, &desired).await?),
             None => None,
         };
+        #[cfg(not(feature = "containerd"))]
+        if config.containerd.is_some() {
+            return Err(AgentError::Containerd(
+                "this bramble-node was built without containerd support (the `containerd` feature)"
+                    .into(),
+            ));
+        }
         let (events, rx) = mpsc::unbounded_channel();
         let agent = Arc::new(Agent {
             config,
@@ -234,6 +260,7 @@ impl Agent {
             desired: Mutex::new(desired),
             pods: Mutex::default(),
             uplink: Mutex::default(),
+            gateway: Mutex::default(),
             wake: Notify::new(),
             dirty: Mutex::new(Dirty {
                 all: true,
@@ -243,6 +270,7 @@ impl Agent {
             events,
             stopping: Default::default(),
             streams: Streams::default(),
+            #[cfg(feature = "containerd")]
             containerd,
         });
         tracing::info!(
@@ -360,6 +388,12 @@ impl Agent {
     /// Stops sending reports (the stream is gone); they are recomputed on the next attach.
     pub fn detach_uplink(&self) {
         *lock(&self.uplink) = None;
+        *lock(&self.gateway) = None;
+    }
+
+    /// The gateway client of the current connection, for calls besides the stream.
+    pub fn attach_gateway(&self, client: NodeGatewayClient<Channel>) {
+        *lock(&self.gateway) = Some(client);
     }
 
     /// Sends a report if connected; false when offline (the caller reports again later).
@@ -489,7 +523,7 @@ impl Agent {
     /// The runtime handlers this node offers (the scheduler matches RuntimeClasses to them).
     fn runtimes(&self) -> Vec<String> {
         let mut runtimes = vec!["wasm".to_string()];
-        if let Some(rt) = &self.containerd {
+        if let Some(rt) = self.containerd_offer() {
             runtimes.push("runc".to_string());
             if rt.has_wasm_shim {
                 runtimes.push("wasm-shim".to_string());
@@ -497,8 +531,54 @@ impl Agent {
         }
         runtimes
     }
+
+    /// What the node's containerd offers; None when the node has none (or was built without
+    /// the `containerd` feature) and runs only Wasm in its own process.
+    pub(crate) fn containerd_offer(&self) -> Option<start::ContainerdOffer> {
+        #[cfg(feature = "containerd")]
+        return self.containerd.as_ref().map(|rt| start::ContainerdOffer {
+            has_wasm_shim: rt.has_wasm_shim,
+            wasm_through_shim: rt.wasm_through_shim,
+        });
+        #[cfg(not(feature = "containerd"))]
+        None
+    }
+
+    /// A container pod's IP on the pod network; Wasm pods have none of their own.
+    pub(crate) fn pod_ip(&self, uid: &str) -> Option<String> {
+        #[cfg(feature = "containerd")]
+        return self.containerd.as_ref().and_then(|rt| rt.pod_ip(uid));
+        #[cfg(not(feature = "containerd"))]
+        {
+            let _ = uid;
+            None
+        }
+    }
+
+    /// The running container an earlier agent process left in containerd for this pod's
+    /// `container`, to adopt rather than start again (each is handed out once).
+    #[cfg(feature = "containerd")]
+    fn take_adoptable(&self, uid: &str, container: &str) -> Option<Adoptable> {
+        self.containerd
+            .as_ref()
+            .and_then(|rt| rt.take_adoptable(uid, container))
+    }
+
+    /// Without containerd there is nothing to adopt.
+    #[cfg(not(feature = "containerd"))]
+    fn take_adoptable(&self, _uid: &str, _container: &str) -> Option<Adoptable> {
+        None
+    }
 }
 
+/// A running container found in containerd when the agent started.
+#[derive(Debug, Clone)]
+pub(crate) struct Adoptable {
+    pub id: String,
+    pub restart_count: i32,
+}
+
+#[cfg(feature = "containerd")]
 /// Connects to containerd and the pod network and takes stock of what an earlier agent
 /// process left there.
 async fn open_containerd(
@@ -539,6 +619,7 @@ async fn open_containerd(
     .map_err(|e| failed("cannot list its containers", e))
 }
 
+#[cfg(feature = "containerd")]
 /// Whether containerd-shim-bramble-v1 is where containerd looks for shims: on PATH, or next to
 /// this binary (as the release archive and the test build lay them out).
 fn wasm_shim_installed() -> bool {

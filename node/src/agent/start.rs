@@ -9,15 +9,18 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bramble_api::node_protocol::{EngineSettings, PrecompileRequest};
+use bramble_wasm_shim::cache::CacheError;
+use bramble_wasm_shim::digest::Digest;
+use bramble_wasm_shim::engine::host_target;
 use bramble_wasm_shim::http::HttpOptions;
-use bramble_wasm_shim::instance::Program;
+use bramble_wasm_shim::instance::{Program, RunError};
 use bramble_wasm_shim::log::{LogConfig, LogStream, RotatingLog};
 use k8s_openapi::api::core::v1::Container;
 use time::OffsetDateTime;
 
-use super::containers;
 use super::sync::{Event, Launched, Stopper};
-use super::{Agent, Desired};
+use super::{lock, Agent, Desired};
 use crate::image_cache::PulledImage;
 use crate::oci::manifest::ImageKind;
 use crate::oci::reference::Reference;
@@ -26,6 +29,24 @@ use crate::pod::{container_sandbox, terminated_from_exit, ContainerState, PodVol
 
 /// Port a wasi:http component listens on when its container declares none.
 const DEFAULT_HTTP_PORT: u16 = 8080;
+
+/// The containerd runtime a container is routed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ContainerdRuntime {
+    /// An OCI container under runc.
+    Runc,
+    /// Wasm under containerd-shim-bramble-v1.
+    WasmShim,
+}
+
+/// What a node's containerd offers; see [`Agent::containerd_offer`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ContainerdOffer {
+    /// containerd finds containerd-shim-bramble-v1.
+    pub has_wasm_shim: bool,
+    /// Wasm pods naming no RuntimeClass go through the shim (`--wasm-runtime containerd`).
+    pub wasm_through_shim: bool,
+}
 
 /// Why a start failed: a kubelet reason and a message.
 type StartError = (&'static str, String);
@@ -77,8 +98,9 @@ pub(crate) async fn run_container(
         Ok(runtime) => runtime,
         Err(e) => return event(failed(e)),
     };
+    #[cfg(feature = "containerd")]
     if let Some(runtime) = runtime {
-        let start = containers::Start {
+        let start = super::containers::Start {
             desired: desired.clone(),
             container,
             volumes,
@@ -96,6 +118,8 @@ pub(crate) async fn run_container(
         };
         return event(outcome);
     }
+    #[cfg(not(feature = "containerd"))]
+    let _ = (runtime, adopt, reference);
     let program = match agent.load_wasm(&pulled, &container).await {
         Ok(program) => program,
         Err(e) => return event(failed(e)),
@@ -270,9 +294,9 @@ impl Agent {
         &self,
         desired: &Desired,
         pulled: &PulledImage,
-    ) -> Result<Option<&'static str>, StartError> {
+    ) -> Result<Option<ContainerdRuntime>, StartError> {
         let handler = desired.stored.runtime_handler.as_str();
-        let containerd = self.containerd.as_ref();
+        let containerd = self.containerd_offer();
         let no_containerd = |what: &str| {
             (
                 "CreateContainerError",
@@ -285,7 +309,7 @@ impl Agent {
         let image = &pulled.reference;
         match (handler, pulled.kind) {
             ("runc", ImageKind::Container) | ("", ImageKind::Container) => match containerd {
-                Some(_) => Ok(Some(crate::containerd::RUNC_RUNTIME)),
+                Some(_) => Ok(Some(ContainerdRuntime::Runc)),
                 None => Err(no_containerd(&format!("image {image} is a container image"))),
             },
             ("runc", _) => Err((
@@ -293,7 +317,7 @@ impl Agent {
                 format!("image {image} is not a container image, which RuntimeClass handler \"runc\" needs"),
             )),
             ("wasm-shim", ImageKind::Wasm | ImageKind::Container) => match containerd {
-                Some(rt) if rt.has_wasm_shim => Ok(Some(crate::containerd::BRAMBLE_RUNTIME)),
+                Some(rt) if rt.has_wasm_shim => Ok(Some(ContainerdRuntime::WasmShim)),
                 Some(_) => Err((
                     "CreateContainerError",
                     format!("node {}'s containerd has no containerd-shim-bramble-v1", self.config.node_name),
@@ -303,7 +327,7 @@ impl Agent {
             ("wasm", ImageKind::Wasm) => Ok(None),
             ("", ImageKind::Wasm) => Ok(containerd
                 .filter(|rt| rt.wasm_through_shim && rt.has_wasm_shim)
-                .map(|_| crate::containerd::BRAMBLE_RUNTIME)),
+                .map(|_| ContainerdRuntime::WasmShim)),
             ("wasm" | "", _) => Err((
                 "CreateContainerError",
                 format!("image {image} is neither a Wasm module nor a container image"),
@@ -330,15 +354,67 @@ impl Agent {
             ))?
             .to_path_buf();
         let runner = self.runner.clone();
-        let program = tokio::task::spawn_blocking(move || {
+        let loaded = tokio::task::spawn_blocking(move || {
             let bytes =
                 std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            runner.load(&bytes).map_err(|e| e.to_string())
+            match runner.load(&bytes) {
+                Ok(program) => Ok(Ok(program)),
+                // No artifact yet, and this node does not compile: ask the control plane.
+                Err(RunError::Cache(CacheError::NoCompiler { digest })) => Ok(Err((digest, bytes))),
+                Err(e) => Err(e.to_string()),
+            }
         })
         .await
         .map_err(|e| ("CreateContainerError", e.to_string()))?
         .map_err(|e| ("CreateContainerError", e))?;
-        Ok(program)
+        match loaded {
+            Ok(program) => Ok(program),
+            Err((digest, wasm)) => self.install_precompiled(digest, wasm).await,
+        }
+    }
+
+    /// Has the control plane compile `wasm` for this node's engine and installs the artifact
+    /// (kept on disk, so later starts and restarts of the agent load it without asking).
+    async fn install_precompiled(
+        &self,
+        digest: Digest,
+        wasm: Vec<u8>,
+    ) -> Result<Program, StartError> {
+        let failed = |message: String| ("CreateContainerError", message);
+        let Some(mut gateway) = lock(&self.gateway).clone() else {
+            return Err(failed(format!(
+                "module {digest} is not compiled for this node yet, and the control plane, which compiles modules for it, is not connected"
+            )));
+        };
+        let settings = self.runner.engine().settings();
+        let request = PrecompileRequest {
+            wasm,
+            target: host_target(),
+            engine: Some(EngineSettings {
+                max_wasm_stack: settings.max_wasm_stack as u64,
+                memory_reservation: settings.memory_reservation,
+                memory_guard_size: settings.memory_guard_size,
+                memory_reservation_for_growth: settings.memory_reservation_for_growth,
+            }),
+        };
+        let started = Instant::now();
+        let artifact = gateway
+            .precompile(request)
+            .await
+            .map_err(|status| {
+                failed(format!(
+                    "the control plane could not compile module {digest} for this node: {}",
+                    status.message()
+                ))
+            })?
+            .into_inner()
+            .artifact;
+        tracing::info!(%digest, bytes = artifact.len(), elapsed_ms = started.elapsed().as_millis(), "installed a module precompiled by the control plane");
+        let runner = self.runner.clone();
+        tokio::task::spawn_blocking(move || runner.install_precompiled(digest, &artifact))
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .map_err(|e| failed(e.to_string()))
     }
 
     /// The log file of one start of a container: `pods/<uid>/logs/<container>/<n>.log`.

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use super::logs::{self, Selection};
 use super::sync::{Launched, Phase};
 use super::{lock, Agent};
+#[cfg(feature = "containerd")]
 use crate::containerd::{make_fifo, open_fifo_reader, ExecIo};
 use crate::pod::container_sandbox;
 
@@ -332,8 +333,13 @@ impl Agent {
                 runtime.volumes_for_exec(),
             )
         };
+        #[cfg_attr(
+            not(feature = "containerd"),
+            allow(clippy::infallible_destructuring_match)
+        )]
         let program = match launched {
             Launched::Wasm(program) => program,
+            #[cfg(feature = "containerd")]
             Launched::Container { id } => {
                 return self.serve_container_exec(r, id, out, input).await;
             }
@@ -382,6 +388,7 @@ impl Agent {
 
     /// exec in a container pod: a process in the running container (containerd exec), its
     /// output streamed back through FIFOs, its exit code ending the stream.
+    #[cfg(feature = "containerd")]
     async fn serve_container_exec(
         &self,
         r: bramble_api::node_protocol::ExecRequest,
@@ -471,9 +478,7 @@ impl Agent {
         // A container pod listens in its own network namespace, reached at its pod IP; a Wasm
         // pod shares the node's.
         let host = self
-            .containerd
-            .as_ref()
-            .and_then(|rt| rt.pod_ip(&r.pod_uid))
+            .pod_ip(&r.pod_uid)
             .unwrap_or_else(|| self.config.host_ip.clone());
         let stream = tokio::net::TcpStream::connect((host.as_str(), port))
             .await

@@ -26,6 +26,7 @@ async fn open_agent(dir: &std::path::Path) -> (Arc<Agent>, mpsc::UnboundedReceiv
         log_max_bytes: 1 << 20,
         log_max_files: 1,
         containerd: None,
+        wasm_compile: crate::run::WasmCompile::Local,
     };
     Agent::open(config, registry).await.expect("agent")
 }
