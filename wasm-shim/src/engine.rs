@@ -10,7 +10,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine};
+#[cfg(feature = "pooling")]
+use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Stack the host side of a call (WASI, the epoch callback) may use on top of the guest's
 /// [`EngineConfig::max_wasm_stack`] on the same fiber stack.
@@ -18,6 +20,7 @@ const HOST_STACK_HEADROOM: usize = 1 << 20;
 
 /// Core instances a single component may create; WASI command and proxy components built by
 /// current toolchains use a handful, the margin is for adapters.
+#[cfg(feature = "pooling")]
 const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
 
 /// Why an engine could not be built.
@@ -172,11 +175,21 @@ pub fn build_config(settings: &EngineConfig, target: Option<&str>) -> Result<Con
     config.parallel_compilation(settings.parallel_compilation);
     config.wasm_component_model(true);
     if let Some(pooling) = &settings.pooling {
+        #[cfg(feature = "pooling")]
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling_config(pooling)));
+        #[cfg(not(feature = "pooling"))]
+        {
+            let _ = pooling;
+            return Err(EngineError::InvalidSetting {
+                setting: "pooling",
+                reason: "this build has no pooling allocator (the `pooling` feature)".to_owned(),
+            });
+        }
     }
     Ok(config)
 }
 
+#[cfg(feature = "pooling")]
 fn pooling_config(pooling: &PoolingConfig) -> PoolingAllocationConfig {
     let instances = pooling.max_instances;
     let core_instances = instances.saturating_mul(CORE_INSTANCES_PER_COMPONENT);
