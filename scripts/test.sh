@@ -38,6 +38,8 @@ images/build.sh "$BRAMBLE_IMAGES_DIR"
 features=(--features bramble-control-plane/etcd)
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked "${features[@]}" -- -D warnings
+# The board build of the agent (no Wasm compiler, no containerd) must keep compiling too.
+cargo clippy -p bramble-node --no-default-features --all-targets --locked -- -D warnings
 # One build for everything: the binaries the end-to-end tests start and all test targets.
 cargo build --workspace --bins --tests --locked "${features[@]}"
 log=$(mktemp)
