@@ -179,6 +179,8 @@ pub struct Agent {
     pub(crate) desired: Mutex<HashMap<String, Arc<Desired>>>,
     pub(crate) pods: Mutex<HashMap<String, PodRuntime>>,
     uplink: Mutex<Option<mpsc::Sender<NodeMessage>>>,
+    /// Held while a module is loaded, compiled or fetched (see `start::load_wasm`).
+    pub(crate) loading: tokio::sync::Mutex<()>,
     /// The control plane's gateway, for precompiled modules (set while connected).
     pub(crate) gateway: Mutex<Option<NodeGatewayClient<Channel>>>,
     pub(crate) wake: Notify,
@@ -261,6 +263,7 @@ impl Agent {
             pods: Mutex::default(),
             uplink: Mutex::default(),
             gateway: Mutex::default(),
+            loading: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
             dirty: Mutex::new(Dirty {
                 all: true,

@@ -27,6 +27,9 @@ use crate::oci::reference::Reference;
 use crate::pod::events::{self, Happening};
 use crate::pod::{container_sandbox, terminated_from_exit, ContainerState, PodVolumes};
 
+/// Longest wait for the control plane to compile a module for this node.
+const PRECOMPILE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Port a wasi:http component listens on when its container declares none.
 const DEFAULT_HTTP_PORT: u16 = 8080;
 
@@ -353,10 +356,26 @@ impl Agent {
                 format!("image {image} holds no Wasm module"),
             ))?
             .to_path_buf();
+        let failed = |e: String| ("CreateContainerError", e);
         let runner = self.runner.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
+        let (bytes, loaded) = tokio::task::spawn_blocking(move || {
             let bytes =
                 std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let loaded = runner.program(&Digest::of(&bytes));
+            Ok::<_, String>((bytes, loaded))
+        })
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(failed)?;
+        if let Some(program) = loaded {
+            return Ok(program);
+        }
+        // One module is loaded from disk, compiled or fetched precompiled at a time: a burst
+        // of starts of a new module (a Deployment scaled to 100) compiles it once instead of
+        // in 100 threads at once, and a board never runs two compiles side by side.
+        let _one_at_a_time = self.loading.lock().await;
+        let runner = self.runner.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
             match runner.load(&bytes) {
                 Ok(program) => Ok(Ok(program)),
                 // No artifact yet, and this node does not compile: ask the control plane.
@@ -398,9 +417,17 @@ impl Agent {
             }),
         };
         let started = Instant::now();
-        let artifact = gateway
-            .precompile(request)
+        // A compile takes seconds at most; a control plane that does not answer must not hold
+        // every start of a new module (they wait for this one) forever.
+        let answer = tokio::time::timeout(PRECOMPILE_TIMEOUT, gateway.precompile(request))
             .await
+            .map_err(|_| {
+                failed(format!(
+                    "the control plane did not compile module {digest} for this node within {} s",
+                    PRECOMPILE_TIMEOUT.as_secs()
+                ))
+            })?;
+        let artifact = answer
             .map_err(|status| {
                 failed(format!(
                     "the control plane could not compile module {digest} for this node: {}",
