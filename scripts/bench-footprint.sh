@@ -25,7 +25,10 @@ export CARGO_TERM_COLOR=never
 export BRAMBLE_IMAGES_DIR="$PWD/target/images"
 images/build.sh "$BRAMBLE_IMAGES_DIR"
 cargo build --release --workspace --bins --locked
+# The board build: for aarch64 (its size), and for this machine (its memory and idle CPU).
 cargo build --profile board --target aarch64-unknown-linux-gnu --locked \
   -p bramble-node --no-default-features --bin bramble-node
+cargo build --profile board --locked -p bramble-node --no-default-features --bin bramble-node
 BRAMBLE_BOARD_AGENT="$PWD/target/aarch64-unknown-linux-gnu/board/bramble-node" \
+  BRAMBLE_BOARD_AGENT_HOST="$PWD/target/board/bramble-node" \
   target/release/footprint-bench

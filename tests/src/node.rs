@@ -99,6 +99,8 @@ pub struct Node {
     child: Option<Child>,
     /// Flags given at join, given again when the agent is started again.
     extra: Vec<String>,
+    /// The `bramble-node` binary this node runs.
+    binary: PathBuf,
 }
 
 impl Node {
@@ -109,12 +111,30 @@ impl Node {
 
     /// [`Node::join`] with extra `bramble-node` flags (e.g. `--max-pods`).
     pub fn join_with(cluster: &Cluster, name: &str, token: &str, extra: &[&str]) -> Result<Node> {
+        Node::join_running(
+            &workspace_binary("bramble-node")?,
+            cluster,
+            name,
+            token,
+            extra,
+        )
+    }
+
+    /// [`Node::join_with`] running another build of `bramble-node` (e.g. the board build).
+    pub fn join_running(
+        binary: &std::path::Path,
+        cluster: &Cluster,
+        name: &str,
+        token: &str,
+        extra: &[&str],
+    ) -> Result<Node> {
         let dir = tempfile::Builder::new().prefix("bramble-node-").tempdir()?;
         let mut node = Node {
             name: name.to_string(),
             dir,
             child: None,
             extra: extra.iter().map(|a| a.to_string()).collect(),
+            binary: binary.to_path_buf(),
         };
         let url = cluster.url();
         let mut args = vec!["join", "--server", &url, "--token", token, "--name", name];
@@ -160,7 +180,7 @@ impl Node {
             .create(true)
             .append(true)
             .open(self.dir.path().join("node.log"))?;
-        let child = Command::new(workspace_binary("bramble-node")?)
+        let child = Command::new(&self.binary)
             .args(args)
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))

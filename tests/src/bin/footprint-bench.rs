@@ -2,7 +2,7 @@
 //! this machine with release builds, each beside its target (../shared/docs/targets.md).
 //!
 //! - control plane RSS/PSS idle with one node, and with 10 hollow nodes and 100 pods;
-//! - node agent RSS/PSS idle, with 100 and with 1,000 idle `ticker` pods (memory per pod from
+//! - node agent RSS/PSS idle (the full build and the board build), with 100 and with 1,000 idle `ticker` pods (memory per pod from
 //!   the two);
 //! - CPU used at idle by the control plane and by the agent over 5 minutes (/proc/PID/stat);
 //! - bytes the control plane writes over 10 idle minutes with 10 hollow nodes heartbeating
@@ -46,10 +46,16 @@ fn main() -> Result<()> {
     let out_dir = PathBuf::from(
         std::env::var("BRAMBLE_FOOTPRINT_OUT").unwrap_or_else(|_| "target/footprint".into()),
     );
-    let board_agent = PathBuf::from(
-        std::env::var("BRAMBLE_BOARD_AGENT")
-            .context("BRAMBLE_BOARD_AGENT names the board build of bramble-node (scripts/bench-footprint.sh builds it)")?,
-    );
+    let board_env = |name: &str| {
+        std::env::var(name).map(PathBuf::from).with_context(|| {
+            format!(
+                "{name} names a board build of bramble-node (scripts/bench-footprint.sh builds it)"
+            )
+        })
+    };
+    // The board build for aarch64 (its size) and for this machine (its memory and CPU).
+    let board_agent = board_env("BRAMBLE_BOARD_AGENT")?;
+    let board_agent_here = board_env("BRAMBLE_BOARD_AGENT_HOST")?;
     std::fs::create_dir_all(&out_dir)?;
     let mut report = Report::default();
     report.json.insert(
@@ -63,6 +69,13 @@ fn main() -> Result<()> {
         let size = stripped_size(&workspace_binary(name)?)?;
         report.size(&format!("{name}, x86_64, stripped"), name, size, None);
     }
+    let size = stripped_size(&board_agent_here)?;
+    report.size(
+        "bramble-node board build (no Wasm compiler, no containerd), x86_64, stripped",
+        "bramble-node-board-x86_64",
+        size,
+        None,
+    );
     let board_size = stripped_size(&board_agent)?;
     report.size(
         "bramble-node board build (no Wasm compiler, no containerd), aarch64, stripped",
@@ -85,6 +98,9 @@ fn main() -> Result<()> {
         token.trim(),
         &["--max-pods", "1200"],
     )?;
+    // What a board runs: no compiler (modules compiled by the control plane), no containerd.
+    let board = Node::join_running(&board_agent_here, &cluster, "board-node", token.trim(), &[])?;
+    let board_pid = board.pid().context("no board node pid")?;
     let cp_pid = cluster.pid().context("no server pid")?;
     let agent_pid = node.pid().context("no node pid")?;
     let hello = cluster.push_sample("hello")?;
@@ -100,16 +116,24 @@ fn main() -> Result<()> {
     std::thread::sleep(Duration::from_secs(10));
     let (rss, pss) = rss_pss_kib(cp_pid)?;
     report.memory(
-        "control plane, idle, one node",
-        "cp_idle_one_node",
+        "control plane, idle, two nodes",
+        "cp_idle",
         rss,
         pss,
         Some(40),
     );
     let (rss, pss) = rss_pss_kib(agent_pid)?;
     report.memory(
-        "node agent, idle, no pods",
+        "node agent (full build), idle, no pods",
         "agent_idle",
+        rss,
+        pss,
+        None,
+    );
+    let (rss, pss) = rss_pss_kib(board_pid)?;
+    report.memory(
+        "node agent (board build), idle, no pods",
+        "board_agent_idle",
         rss,
         pss,
         Some(12),
@@ -128,21 +152,30 @@ fn main() -> Result<()> {
         let store = hollow.data_dir();
         std::thread::spawn(move || disk_window_of(hollow_pid, &store, disk_window))
     };
-    let cpu_start = (cpu_ticks(cp_pid)?, cpu_ticks(agent_pid)?);
+    let ticks = || -> Result<[u64; 3]> {
+        Ok([
+            cpu_ticks(cp_pid)?,
+            cpu_ticks(agent_pid)?,
+            cpu_ticks(board_pid)?,
+        ])
+    };
+    let start = ticks()?;
     std::thread::sleep(cpu_window);
-    let cpu_end = (cpu_ticks(cp_pid)?, cpu_ticks(agent_pid)?);
-    report.cpu(
-        "control plane, idle, one node",
-        "cp_idle_cpu",
-        cpu_end.0 - cpu_start.0,
-        cpu_window,
-    );
-    report.cpu(
-        "node agent, idle, no pods",
-        "agent_idle_cpu",
-        cpu_end.1 - cpu_start.1,
-        cpu_window,
-    );
+    let end = ticks()?;
+    for (i, (figure, key)) in [
+        ("control plane, idle, two nodes", "cp_idle_cpu"),
+        ("node agent (full build), idle, no pods", "agent_idle_cpu"),
+        (
+            "node agent (board build), idle, no pods",
+            "board_agent_idle_cpu",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        report.cpu(figure, key, end[i] - start[i], cpu_window);
+    }
+    drop(board);
 
     // Pod starts and tickers on cluster A while cluster B's disk window goes on.
     runtime.block_on(async {
