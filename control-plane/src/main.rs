@@ -60,9 +60,10 @@ struct ServerArgs {
     /// repositories under PREFIX that are not stored are fetched from URL.
     #[arg(long = "registry-mirror", env = "BRAMBLE_REGISTRY_MIRROR", value_delimiter = ',', value_parser = bramble_control_plane::server::parse_mirror)]
     registry_mirror: Vec<bramble_control_plane::registry::Mirror>,
-    /// Seconds between node status writes while nothing changes (heartbeats stay in memory;
-    /// long intervals spare SD cards).
-    #[arg(long, env = "BRAMBLE_NODE_STATUS_INTERVAL", default_value_t = 300)]
+    /// Seconds between writes of a node's unchanged status; 0 (the default) writes it only when
+    /// a condition changes. Heartbeats stay in memory either way: an idle cluster writes
+    /// nothing, which spares SD cards (lastHeartbeatTime then shows the last change).
+    #[arg(long, env = "BRAMBLE_NODE_STATUS_INTERVAL", default_value_t = 0)]
     node_status_interval: u64,
     /// Seconds between a node's heartbeats (they stay in memory).
     #[arg(long, env = "BRAMBLE_NODE_HEARTBEAT", default_value_t = 10)]
@@ -114,7 +115,8 @@ impl ServerArgs {
             watch_history: self.watch_history,
             registry_mirrors: self.registry_mirror,
             gateway: GatewayConfig {
-                status_interval: secs(self.node_status_interval.max(1)),
+                status_interval: (self.node_status_interval > 0)
+                    .then(|| secs(self.node_status_interval)),
                 grace: secs(self.node_grace.max(2)),
                 heartbeat: secs(self.node_heartbeat.max(1)),
                 ..GatewayConfig::default()

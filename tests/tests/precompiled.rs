@@ -35,6 +35,13 @@ fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     found
 }
 
+/// How many modules the control plane has compiled for nodes (its log says so once each).
+fn compiles(c: &Cluster) -> usize {
+    c.server_log()
+        .matches("precompiled a module for nodes")
+        .count()
+}
+
 /// Total bytes of the container logs a node holds.
 fn log_bytes(node: &Node) -> u64 {
     files_ending(&node.data_dir().join("pods"), ".log")
@@ -81,10 +88,7 @@ fn boards_run_modules_the_control_plane_compiled_for_them() -> Result<()> {
 
     // Each module was compiled once, on the control plane, and kept there; the boards
     // compiled nothing and keep the artifacts they were sent.
-    let compiled = c
-        .server_log()
-        .matches("precompiled a module for nodes")
-        .count();
+    let compiled = compiles(&c);
     ensure!(
         compiled == 2,
         "the control plane compiled {compiled} times:\n{}",
@@ -141,10 +145,7 @@ fn boards_run_modules_the_control_plane_compiled_for_them() -> Result<()> {
     c.wait_for(&["pod", "tick-1"], "the ticker to be reported", wait, |p| {
         phase(p) == "Running"
     })?;
-    let compiled = c
-        .server_log()
-        .matches("precompiled a module for nodes")
-        .count();
+    let compiled = compiles(&c);
     ensure!(compiled == 2, "compiled again after a restart: {compiled}");
     let node = c.get_json(&["node", "board-1"])?;
     let ready = node["status"]["conditions"]

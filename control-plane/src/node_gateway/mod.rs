@@ -44,8 +44,9 @@ use crate::pki::Pki;
 pub struct GatewayConfig {
     /// How often nodes send heartbeats.
     pub heartbeat: Duration,
-    /// A node's status reaches the store at least this often while nothing changes.
-    pub status_interval: Duration,
+    /// A node's unchanged status is written again this often; `None` (the default) writes it
+    /// only when a condition changes, so an idle cluster writes nothing to its disk.
+    pub status_interval: Option<Duration>,
     /// Silence after which a node's Ready condition becomes Unknown.
     pub grace: Duration,
     /// Validity of node certificates.
@@ -56,7 +57,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             heartbeat: Duration::from_secs(10),
-            status_interval: Duration::from_secs(300),
+            status_interval: None,
             grace: Duration::from_secs(40),
             node_cert_days: 365,
         }

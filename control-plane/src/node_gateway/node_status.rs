@@ -1,6 +1,6 @@
 //! Keeping Node objects true without wearing out the disk: registration writes the Node's
 //! labels and status; heartbeats only touch memory; the store sees a write when a condition
-//! changes or when `status_interval` has passed since the last one.
+//! changes (or, if configured, when `status_interval` has passed since the last one).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -115,7 +115,7 @@ impl NodeLiveness {
         api: &ApiServer,
         node: &str,
         conditions: &[NodeCondition],
-        interval: Duration,
+        interval: Option<Duration>,
     ) -> Result<(), ApiError> {
         let mut conditions: Vec<Value> = conditions
             .iter()
@@ -136,11 +136,12 @@ impl NodeLiveness {
             let now = Instant::now();
             let entry = nodes.entry(node.to_string()).or_insert(Liveness {
                 last_heartbeat: now,
-                last_write: now - interval,
+                last_write: now,
                 written: Vec::new(),
             });
             entry.last_heartbeat = now;
-            entry.written != keys || now.duration_since(entry.last_write) >= interval
+            entry.written != keys
+                || interval.is_some_and(|every| now.duration_since(entry.last_write) >= every)
         };
         if due {
             self.write_conditions(api, node, conditions).await?;
