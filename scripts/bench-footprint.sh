@@ -24,7 +24,9 @@ rustup target add aarch64-unknown-linux-gnu >/dev/null
 export CARGO_TERM_COLOR=never
 export BRAMBLE_IMAGES_DIR="$PWD/target/images"
 images/build.sh "$BRAMBLE_IMAGES_DIR"
-cargo build --release --workspace --bins --locked
+# Only the binaries measured, with the workspace's features (so nothing is built twice).
+cargo build --release --workspace --locked --bin bramble --bin bramble-node \
+  --bin containerd-shim-bramble-v1 --bin footprint-bench
 # The board build: for aarch64 (its size), and for this machine (its memory and idle CPU).
 cargo build --profile board --target aarch64-unknown-linux-gnu --locked \
   -p bramble-node --no-default-features --bin bramble-node
