@@ -44,8 +44,8 @@ pub enum CacheError {
         #[source]
         source: io::Error,
     },
-    /// The binary has no artifact here, and this cache does not compile (see
-    /// [`ModuleCache::compiles`]): the artifact must come precompiled.
+    /// The binary has no artifact here, and this cache does not compile (a build without the
+    /// compiler, or [`ModuleCache::never_compile`]): the artifact must come precompiled.
     #[error("wasm binary {digest:?} has no precompiled artifact here, and this node does not compile Wasm itself")]
     NoCompiler {
         /// Digest of the binary.
@@ -167,11 +167,6 @@ impl ModuleCache {
     /// artifacts installed with [`ModuleCache::install_precompiled`] run.
     pub const fn can_compile() -> bool {
         cfg!(feature = "compiler")
-    }
-
-    /// Whether this cache compiles binaries it has no artifact for (by default when it can).
-    pub fn compiles(&self) -> bool {
-        self.compiles
     }
 
     /// Stops compiling: binaries without an artifact fail with [`CacheError::NoCompiler`], for
